@@ -1,0 +1,76 @@
+// One error registry: every stable error code Writ puts on the wire, its HTTP status and its meaning.
+
+export interface ErrorSpec {
+  readonly status: number;
+  /** What a client is told; never the cause. */
+  readonly description: string;
+}
+
+export const ERRORS = {
+  // generic request problems
+  invalid_request: { status: 400, description: 'the request is malformed' },
+  ERR_BODY_TOO_LARGE: { status: 413, description: 'the request body is too large' },
+  ERR_UNSUPPORTED_MEDIA_TYPE: { status: 415, description: 'the request body must be application/json' },
+  ERR_NOT_FOUND: { status: 404, description: 'no such resource' },
+  ERR_METHOD_NOT_ALLOWED: { status: 405, description: 'method not allowed on this resource' },
+  ERR_SPIFFE_ID_INVALID: { status: 400, description: 'the SPIFFE ID is not valid' },
+  ERR_TTL_INVALID: { status: 400, description: 'the requested ttl is out of range' },
+  ERR_RATE_LIMITED: { status: 429, description: 'too many requests' },
+  // admin authentication
+  ERR_ADMIN_UNAUTHENTICATED: { status: 401, description: 'a valid admin bearer token is required' },
+  // attestation
+  ERR_ATTESTOR_UNKNOWN: { status: 400, description: 'no such attestor is enabled' },
+  ERR_ATTESTATION_FAILED: { status: 401, description: 'attestation failed' },
+  ERR_ATTESTOR_UNAVAILABLE: { status: 503, description: 'the attestor could not complete in time' },
+  // registration and issuance
+  ERR_NO_MATCHING_ENTRY: { status: 403, description: 'no registration entry matches the attested workload' },
+  ERR_AMBIGUOUS_ENTRY: {
+    status: 403,
+    description: 'several registration entries match; name one with spiffeId',
+  },
+  ERR_AUDIENCE_NOT_ALLOWED: { status: 403, description: 'the registration entry does not allow this audience' },
+  ERR_TASK_ENDED: { status: 409, description: 'the task has ended; no credential is issued for it' },
+  ERR_TASK_MISMATCH: { status: 403, description: 'the attested workload is bound to another task' },
+  ERR_ENTRY_CONFLICT: { status: 409, description: 'an entry with this SPIFFE ID and selectors exists' },
+  // relying parties
+  ERR_TOKEN_MISSING: { status: 400, description: 'a token is required' },
+  // state and dependencies
+  ERR_STORE_UNAVAILABLE: { status: 503, description: 'the credential store is unavailable; nothing was issued' },
+  server_error: { status: 500, description: 'internal error' },
+} as const satisfies Record<string, ErrorSpec>;
+
+export type ErrorCode = keyof typeof ERRORS;
+
+/** The only error type handlers throw. `detail` is a safe, client-facing refinement of the description. */
+export class WritError extends Error {
+  readonly code: ErrorCode;
+  readonly status: number;
+  readonly detail: string | undefined;
+  readonly extra: Readonly<Record<string, unknown>> | undefined;
+
+  constructor(
+    code: ErrorCode,
+    detail?: string,
+    options?: { cause?: unknown; extra?: Record<string, unknown> },
+  ) {
+    super(detail ? `${code}: ${detail}` : code, options?.cause === undefined ? undefined : { cause: options.cause });
+    this.name = 'WritError';
+    this.code = code;
+    this.status = ERRORS[code].status;
+    this.detail = detail;
+    this.extra = options?.extra;
+  }
+
+  /** The RFC 6749-shaped wire body. */
+  toJSON(): Record<string, unknown> {
+    return {
+      error: this.code,
+      error_description: this.detail ?? ERRORS[this.code].description,
+      ...(this.extra ?? {}),
+    };
+  }
+}
+
+export function isWritError(e: unknown): e is WritError {
+  return e instanceof WritError;
+}
