@@ -28,14 +28,20 @@ export const ERRORS = {
     status: 403,
     description: 'several registration entries match; name one with spiffeId',
   },
-  ERR_AUDIENCE_NOT_ALLOWED: { status: 403, description: 'the registration entry does not allow this audience' },
+  ERR_AUDIENCE_NOT_ALLOWED: {
+    status: 403,
+    description: 'the registration entry does not allow this audience',
+  },
   ERR_TASK_ENDED: { status: 409, description: 'the task has ended; no credential is issued for it' },
   ERR_TASK_MISMATCH: { status: 403, description: 'the attested workload is bound to another task' },
   ERR_ENTRY_CONFLICT: { status: 409, description: 'an entry with this SPIFFE ID and selectors exists' },
   // relying parties
   ERR_TOKEN_MISSING: { status: 400, description: 'a token is required' },
   // state and dependencies
-  ERR_STORE_UNAVAILABLE: { status: 503, description: 'the credential store is unavailable; nothing was issued' },
+  ERR_STORE_UNAVAILABLE: {
+    status: 503,
+    description: 'the credential store is unavailable; nothing was issued',
+  },
   server_error: { status: 500, description: 'internal error' },
 } as const satisfies Record<string, ErrorSpec>;
 
@@ -53,7 +59,10 @@ export class WritError extends Error {
     detail?: string,
     options?: { cause?: unknown; extra?: Record<string, unknown> },
   ) {
-    super(detail ? `${code}: ${detail}` : code, options?.cause === undefined ? undefined : { cause: options.cause });
+    super(
+      detail ? `${code}: ${detail}` : code,
+      options?.cause === undefined ? undefined : { cause: options.cause },
+    );
     this.name = 'WritError';
     this.code = code;
     this.status = ERRORS[code].status;

@@ -1,0 +1,24 @@
+// createApp(deps): the express application. It never listens; src/server.ts does.
+import express, { type Express } from 'express';
+import type { Deps } from './deps.ts';
+import { errorHandler, notFound, requestLog } from './http/middleware.ts';
+import { adminRoutes } from './http/routes/admin.routes.ts';
+import { opsRoutes } from './http/routes/ops.routes.ts';
+import { relyingPartyRoutes } from './http/routes/relying-party.routes.ts';
+import { workloadRoutes } from './http/routes/workload.routes.ts';
+
+export function createApp(deps: Deps): Express {
+  const app = express();
+  app.disable('x-powered-by');
+  app.set('trust proxy', false);
+  app.set('query parser', 'simple');
+  app.use(requestLog(deps));
+  app.use(express.json({ limit: deps.config.server.bodyLimit, strict: true, type: 'application/json' }));
+  app.use(opsRoutes(deps));
+  app.use(relyingPartyRoutes(deps));
+  app.use(workloadRoutes(deps));
+  app.use(adminRoutes(deps));
+  app.use(notFound);
+  app.use(errorHandler(deps));
+  return app;
+}

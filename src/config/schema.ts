@@ -1,0 +1,174 @@
+// The one configuration schema: every option, its default and its documentation live here.
+import { z } from 'zod';
+import { joinTokenConfigSchema } from '../../attestors/join_token/config.ts';
+import { trustDomainSchema } from '../spiffe/spiffe-id.ts';
+
+const seconds = (max: number) => z.number().int().min(1).max(max);
+const DAY = 86_400;
+
+export const JWT_ALGORITHMS = ['ES256', 'ES384', 'RS256', 'PS256'] as const;
+export type JwtAlgorithm = (typeof JWT_ALGORITHMS)[number];
+
+const serverSchema = z
+  .strictObject({
+    host: z.string().min(1).default('127.0.0.1').describe('Address to listen on (env HOST).'),
+    port: z
+      .number()
+      .int()
+      .min(0)
+      .max(65535)
+      .default(8080)
+      .describe('TCP port (env PORT); 0 picks a free port.'),
+    bodyLimit: z
+      .number()
+      .int()
+      .min(1024)
+      .max(10 * 1024 * 1024)
+      .default(64 * 1024)
+      .describe('Largest request body accepted, in bytes; larger bodies get 413.'),
+    shutdownGraceMs: z
+      .number()
+      .int()
+      .min(0)
+      .max(120_000)
+      .default(10_000)
+      .describe('How long in-flight requests may finish after SIGTERM before the process exits.'),
+  })
+  .describe('HTTP server.');
+
+const redisSchema = z
+  .strictObject({
+    url: z
+      .string()
+      .regex(/^rediss?:\/\//, 'must be a redis:// or rediss:// URL')
+      .optional()
+      .describe('Redis URL (env REDIS_URL). Without it the broker runs in dev mode with an in-memory store.'),
+    prefix: z
+      .string()
+      .regex(/^[A-Za-z0-9:_.-]{1,64}$/, 'letters, digits and : _ . - only')
+      .default('writ:')
+      .describe('Prefix of every Redis key the broker writes.'),
+    commandTimeoutMs: z
+      .number()
+      .int()
+      .min(50)
+      .max(60_000)
+      .default(2_000)
+      .describe('A Redis command that takes longer fails, and the request fails closed with 503.'),
+  })
+  .describe('State store.');
+
+const keysSchema = z
+  .strictObject({
+    jwtAlgorithm: z.enum(JWT_ALGORITHMS).default('ES256').describe('Signature algorithm of JWT-SVIDs.'),
+    jwtPrivateKeyFile: z
+      .string()
+      .optional()
+      .describe(
+        'PEM file (PKCS#8) of the JWT signing key. Unset: dev mode generates one; production generates ' +
+          'one once and stores it in Redis so that every replica signs with the same key.',
+      ),
+    bundleRefreshHint: seconds(DAY)
+      .default(300)
+      .describe('spiffe_refresh_hint of the trust bundle, seconds.'),
+  })
+  .describe('Signing keys.');
+
+const credentialsSchema = z
+  .strictObject({
+    jwtDefaultTtl: seconds(DAY)
+      .default(300)
+      .describe('TTL of a JWT-SVID when the request names none, seconds.'),
+    x509DefaultTtl: seconds(DAY).default(900).describe('TTL of an X.509-SVID when the request names none.'),
+    maxTtl: seconds(DAY)
+      .default(DAY)
+      .describe('Hard cap on any credential TTL, seconds (entries and policy may lower it).'),
+    taskDeadline: seconds(7 * DAY)
+      .default(3600)
+      .describe('Deadline of a new task, seconds from its start.'),
+    maxTaskDeadline: seconds(7 * DAY)
+      .default(DAY)
+      .describe('Cap on any task deadline, seconds.'),
+    retention: seconds(30 * DAY)
+      .default(3600)
+      .describe('How long records stay in the store after their credential or task has expired, seconds.'),
+    backdate: z
+      .number()
+      .int()
+      .min(0)
+      .max(300)
+      .default(5)
+      .describe('Clock-skew allowance, seconds: JWT-SVIDs carry nbf this long before iat.'),
+  })
+  .describe('Credential lifetimes.');
+
+const attestorsSchema = z
+  .strictObject({
+    join_token: joinTokenConfigSchema.prefault({}),
+    timeoutMs: z
+      .number()
+      .int()
+      .min(10)
+      .max(60_000)
+      .default(5_000)
+      .describe('An attestor that takes longer fails with 503.'),
+  })
+  .describe('Attestor plugins.');
+
+export const configSchema = z
+  .strictObject({
+    trustDomain: trustDomainSchema
+      .default('writ.local')
+      .describe('SPIFFE trust domain (env WRIT_TRUST_DOMAIN); every SPIFFE ID issued belongs to it.'),
+    issuer: z
+      .url({ protocol: /^https?$/ })
+      .optional()
+      .describe('`iss` of JWT-SVIDs and the OIDC issuer URL (env WRIT_ISSUER). Default: http://HOST:PORT.'),
+    adminToken: z
+      .string()
+      .min(32, 'must be at least 32 characters')
+      .optional()
+      .describe('Bootstrap admin bearer token (env WRIT_ADMIN_TOKEN). Dev mode generates one when unset.'),
+    logLevel: z
+      .enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'])
+      .default('info')
+      .describe('Log level (env LOG_LEVEL).'),
+    server: serverSchema.prefault({}),
+    redis: redisSchema.prefault({}),
+    keys: keysSchema.prefault({}),
+    credentials: credentialsSchema.prefault({}),
+    attestors: attestorsSchema.prefault({}),
+  })
+  .superRefine((c, ctx) => {
+    if (c.credentials.jwtDefaultTtl > c.credentials.maxTtl) {
+      ctx.addIssue({
+        code: 'custom',
+        path: ['credentials', 'jwtDefaultTtl'],
+        message: 'exceeds credentials.maxTtl',
+      });
+    }
+    if (c.credentials.x509DefaultTtl > c.credentials.maxTtl) {
+      ctx.addIssue({
+        code: 'custom',
+        path: ['credentials', 'x509DefaultTtl'],
+        message: 'exceeds credentials.maxTtl',
+      });
+    }
+    if (c.credentials.taskDeadline > c.credentials.maxTaskDeadline) {
+      ctx.addIssue({
+        code: 'custom',
+        path: ['credentials', 'taskDeadline'],
+        message: 'exceeds credentials.maxTaskDeadline',
+      });
+    }
+    if (c.attestors.join_token.defaultTtl > c.attestors.join_token.maxTtl) {
+      ctx.addIssue({
+        code: 'custom',
+        path: ['attestors', 'join_token', 'defaultTtl'],
+        message: 'exceeds maxTtl',
+      });
+    }
+  });
+
+export type WritConfigInput = z.input<typeof configSchema>;
+export type WritConfig = z.output<typeof configSchema>;

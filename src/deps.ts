@@ -1,0 +1,23 @@
+// The dependencies every service and route receives; built only by the composition root (src/server.ts).
+import type { Logger } from 'pino';
+import type { AttestorFacade } from './attestation/facade.ts';
+import type { Mode } from './config/loader.ts';
+import type { WritConfig } from './config/schema.ts';
+import type { KeyManager } from './keys/signing-keys.ts';
+import type { Metrics } from './observability/metrics.ts';
+import type { Clock, CredentialStore } from './store/types.ts';
+
+export interface Deps {
+  config: WritConfig;
+  mode: Mode;
+  /** `iss` of every JWT-SVID; no trailing slash. */
+  issuer: string;
+  store: CredentialStore;
+  keys: KeyManager;
+  attestors: AttestorFacade;
+  logger: Logger;
+  metrics: Metrics;
+  clock: Clock;
+  /** SHA-256 of the bootstrap admin token; the token itself is not kept. */
+  adminTokenHash: Buffer;
+}

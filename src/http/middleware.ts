@@ -1,0 +1,121 @@
+// Middleware steps shared by the routes: body parsing, admin auth, request logs, the one error handler.
+import { createHash, randomUUID, timingSafeEqual } from 'node:crypto';
+import type { ErrorRequestHandler, NextFunction, Request, RequestHandler, Response } from 'express';
+import type { z } from 'zod';
+import type { Deps } from '../deps.ts';
+import { ERRORS, isWritError, WritError } from '../errors.ts';
+
+export function sha256(value: string): Buffer {
+  return createHash('sha256').update(value).digest();
+}
+
+/** Refuses a body that is not JSON before any parser sees it. */
+export const requireJson: RequestHandler = function requireJson(req, _res, next) {
+  if (!req.is('application/json')) {
+    next(new WritError('ERR_UNSUPPORTED_MEDIA_TYPE'));
+    return;
+  }
+  next();
+};
+
+/** Validates `req.body` with a strict zod schema; the first problems are named, values never echoed. */
+export function parseBody<S extends z.ZodType>(schema: S): RequestHandler {
+  return function parseBodyStep(req, res, next) {
+    const result = schema.safeParse(req.body);
+    if (!result.success) {
+      next(invalidRequest(result.error));
+      return;
+    }
+    res.locals.body = result.data;
+    next();
+  };
+}
+
+export function invalidRequest(error: z.ZodError): WritError {
+  const spiffe = error.issues.find((i) => i.path.some((p) => String(p).toLowerCase().includes('spiffeid')));
+  const describe = (i: z.core.$ZodIssue): string => {
+    const path = i.path.map(String).join('.') || 'body';
+    if (i.code === 'unrecognized_keys')
+      return `${path}: unknown field(s) ${i.keys.map((k) => k.slice(0, 64)).join(', ')}`;
+    return `${path}: ${i.message}`;
+  };
+  const detail = error.issues.slice(0, 5).map(describe).join('; ');
+  if (spiffe && spiffe.code === 'custom') return new WritError('ERR_SPIFFE_ID_INVALID', describe(spiffe));
+  return new WritError('invalid_request', detail);
+}
+
+/** The bootstrap admin bearer token, compared in constant time (both sides hashed to a fixed length). */
+export function adminAuth(deps: Deps): RequestHandler {
+  return function adminAuthStep(req, res, next) {
+    const header = req.get('authorization') ?? '';
+    const match = /^Bearer ([\x21-\x7e]{1,512})$/.exec(header);
+    const presented = sha256(match?.[1] ?? '');
+    if (!match || !timingSafeEqual(presented, deps.adminTokenHash)) {
+      res.set('WWW-Authenticate', 'Bearer realm="writ-admin"');
+      deps.logger.warn({ reqId: res.locals.reqId, path: req.path }, 'admin authentication failed');
+      next(new WritError('ERR_ADMIN_UNAUTHENTICATED'));
+      return;
+    }
+    res.locals.admin = 'bootstrap';
+    next();
+  };
+}
+
+/** One structured log line per request: no query strings, no bodies, no headers. */
+export function requestLog(deps: Deps): RequestHandler {
+  return function requestLogStep(req, res, next) {
+    const start = process.hrtime.bigint();
+    const reqId = randomUUID();
+    res.locals.reqId = reqId;
+    res.set('X-Request-Id', reqId);
+    res.on('finish', () => {
+      const ms = Number(process.hrtime.bigint() - start) / 1e6;
+      const route = (req.route?.path as string | undefined) ?? 'unmatched';
+      deps.metrics.httpRequests.inc({ route, method: req.method, status: String(res.statusCode) });
+      deps.logger.info(
+        { reqId, method: req.method, route, status: res.statusCode, ms: Math.round(ms * 100) / 100 },
+        'request',
+      );
+    });
+    next();
+  };
+}
+
+export const notFound: RequestHandler = function notFound(_req, _res, next) {
+  next(new WritError('ERR_NOT_FOUND'));
+};
+
+interface BodyParserError {
+  type?: string;
+  status?: number;
+}
+
+/** Maps every error to the wire shape; only registered codes and their safe details leave the broker. */
+export function errorHandler(deps: Deps): ErrorRequestHandler {
+  return function errorHandlerStep(err: unknown, _req: Request, res: Response, _next: NextFunction) {
+    let error: WritError;
+    if (isWritError(err)) {
+      error = err;
+    } else {
+      const bp = err as BodyParserError;
+      if (bp?.type === 'entity.too.large') error = new WritError('ERR_BODY_TOO_LARGE');
+      else if (bp?.type === 'entity.parse.failed')
+        error = new WritError('invalid_request', 'the body is not valid JSON');
+      else if (bp?.type === 'encoding.unsupported' || bp?.type === 'charset.unsupported') {
+        error = new WritError('ERR_UNSUPPORTED_MEDIA_TYPE', 'unsupported body encoding');
+      } else if (typeof bp?.status === 'number' && bp.status >= 400 && bp.status < 500) {
+        error = new WritError('invalid_request');
+      } else error = new WritError('server_error', undefined, { cause: err });
+    }
+    if (error.status >= 500) {
+      deps.logger.error(
+        { reqId: res.locals.reqId, code: error.code, err: error.cause ?? error },
+        'request failed',
+      );
+    }
+    if (res.headersSent) return;
+    res.status(error.status).set('Cache-Control', 'no-store').json(error.toJSON());
+  };
+}
+
+export { ERRORS };

@@ -1,0 +1,71 @@
+// Wire schemas of request bodies: strict (unknown fields are refused), bounded, typed.
+import { z } from 'zod';
+import { selectorSchema } from '../attestation/selectors.ts';
+import { taskIdSchema } from '../lifecycle/task-id.ts';
+import { isMemberOf, spiffeIdSchema } from '../spiffe/spiffe-id.ts';
+
+const DAY = 86_400;
+const ttlSeconds = z
+  .number()
+  .int()
+  .min(1)
+  .max(7 * DAY);
+
+/** A SPIFFE ID in this broker's trust domain. */
+export function memberIdSchema(trustDomain: string) {
+  return spiffeIdSchema.superRefine((id, ctx) => {
+    if (!isMemberOf(id, trustDomain)) {
+      ctx.addIssue({ code: 'custom', message: `the SPIFFE ID must be in trust domain ${trustDomain}` });
+    }
+  });
+}
+
+const audienceSchema = z
+  .string()
+  .min(1)
+  .max(512)
+  .regex(/^[^\p{Cc}]+$/u, 'no control characters');
+
+export function jwtSvidRequestSchema(trustDomain: string) {
+  return z.strictObject({
+    attestor: z.string().min(1).max(64),
+    evidence: z.custom<unknown>((v) => v !== undefined, { message: 'evidence is required' }),
+    audience: z.array(audienceSchema).min(1).max(16),
+    ttl: z.number().int().min(1).optional(),
+    task: taskIdSchema.optional(),
+    spiffeId: memberIdSchema(trustDomain).optional(),
+  });
+}
+
+export function entrySchema(trustDomain: string) {
+  return z.strictObject({
+    spiffeId: memberIdSchema(trustDomain),
+    selectors: z
+      .array(selectorSchema)
+      .min(1)
+      .max(32)
+      .refine((s) => new Set(s).size === s.length, 'selectors must be distinct'),
+    audiences: z.array(audienceSchema).min(1).max(64).optional(),
+    jwtTtl: ttlSeconds.optional(),
+    x509Ttl: ttlSeconds.optional(),
+    taskDeadline: ttlSeconds.optional(),
+  });
+}
+
+export function joinTokenRequestSchema(trustDomain: string) {
+  return z.strictObject({
+    spiffeId: memberIdSchema(trustDomain),
+    ttl: z
+      .number()
+      .int()
+      .min(1)
+      .max(30 * DAY)
+      .optional(),
+    task: taskIdSchema.optional(),
+  });
+}
+
+export const introspectRequestSchema = z.strictObject({
+  token: z.string().min(1).max(8192),
+  token_type_hint: z.string().max(64).optional(),
+});

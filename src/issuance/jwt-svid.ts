@@ -1,0 +1,152 @@
+// The JWT-SVID issue pipeline: attest -> identity -> limits -> sign -> re-verify -> record.
+import { randomUUID } from 'node:crypto';
+import { jwtVerify, SignJWT } from 'jose';
+import type { VerifiedAttestation } from '../attestation/facade.ts';
+import type { Deps } from '../deps.ts';
+import { WritError } from '../errors.ts';
+import type { SigningKey } from '../keys/signing-keys.ts';
+import { generateTaskId } from '../lifecycle/task-id.ts';
+import { resolveIdentity } from '../registration/match.ts';
+import { type CredentialRecord, seconds, type TaskInit, type TaskRecord } from '../store/types.ts';
+
+export interface JwtSvidRequest {
+  attestor: string;
+  evidence: unknown;
+  audience: string[];
+  ttl?: number | undefined;
+  task?: string | undefined;
+  spiffeId?: string | undefined;
+}
+
+export interface IssuedJwtSvid {
+  token: string;
+  spiffeId: string;
+  id: string;
+  task: string;
+  expiresAt: number;
+}
+
+interface Plan {
+  spiffeId: string;
+  audience: string[];
+  task: TaskInit;
+  /** Upper bound of the credential's lifetime, seconds. */
+  ttl: number;
+}
+
+/** Attests the caller and decides what it may have: identity, audiences, task and TTL. */
+export async function planJwtSvid(
+  deps: Deps,
+  req: JwtSvidRequest,
+  sourceIp: string | undefined,
+): Promise<{ plan: Plan; attestation: VerifiedAttestation }> {
+  const { config } = deps;
+  const creds = config.credentials;
+  if (req.ttl !== undefined && req.ttl > creds.maxTtl) {
+    throw new WritError('ERR_TTL_INVALID', `ttl must be between 1 and ${creds.maxTtl} seconds`);
+  }
+  const attestation = await deps.attestors.attest(req.attestor, req.evidence, sourceIp);
+  const entries = await deps.store.listEntries();
+  const { spiffeId, entry } = resolveIdentity(attestation, entries, req.spiffeId);
+
+  if (entry?.audiences) {
+    const allowed = new Set(entry.audiences);
+    const refused = req.audience.find((a) => !allowed.has(a));
+    if (refused !== undefined) throw new WritError('ERR_AUDIENCE_NOT_ALLOWED');
+  }
+
+  let task: TaskInit;
+  const now = seconds(deps.clock);
+  const deadline = now + Math.min(entry?.taskDeadline ?? creds.taskDeadline, creds.maxTaskDeadline);
+  if (attestation.task !== undefined) {
+    if (req.task !== undefined && req.task !== attestation.task) {
+      throw new WritError('ERR_TASK_MISMATCH', 'the evidence binds the workload to another task');
+    }
+    task = { id: attestation.task, owner: spiffeId, origin: 'attestor', deadline };
+  } else if (req.task !== undefined) {
+    task = { id: req.task, owner: spiffeId, origin: 'caller', deadline };
+  } else {
+    task = { id: generateTaskId(), owner: spiffeId, origin: 'generated', deadline };
+  }
+
+  const ttl = Math.min(req.ttl ?? creds.jwtDefaultTtl, entry?.jwtTtl ?? creds.maxTtl, creds.maxTtl);
+  return { plan: { spiffeId, audience: req.audience, task, ttl }, attestation };
+}
+
+async function sign(deps: Deps, key: SigningKey, c: CredentialRecord): Promise<string> {
+  return new SignJWT({ task: c.task })
+    .setProtectedHeader({ alg: key.alg, kid: key.kid, typ: 'JWT' })
+    .setSubject(c.spiffeId)
+    .setAudience(c.audience)
+    .setIssuer(deps.issuer)
+    .setJti(c.id)
+    .setIssuedAt(c.issuedAt)
+    .setNotBefore(c.issuedAt - deps.config.credentials.backdate)
+    .setExpirationTime(c.expiresAt)
+    .sign(key.privateKey);
+}
+
+/** Mint, then check what was minted, with the same rules a relying party applies. */
+async function reverify(deps: Deps, key: SigningKey, token: string, c: CredentialRecord): Promise<void> {
+  try {
+    const { payload, protectedHeader } = await jwtVerify(token, key.publicKey, {
+      algorithms: [key.alg],
+      issuer: deps.issuer,
+      audience: c.audience,
+      typ: 'JWT',
+      subject: c.spiffeId,
+      requiredClaims: ['sub', 'aud', 'exp', 'iat', 'jti', 'iss', 'task'],
+      currentDate: new Date(deps.clock()),
+      clockTolerance: deps.config.credentials.backdate,
+    });
+    if (protectedHeader.kid !== key.kid || payload.jti !== c.id || payload.task !== c.task) {
+      throw new Error('claims differ from the credential record');
+    }
+  } catch (cause) {
+    throw new WritError('server_error', undefined, { cause });
+  }
+}
+
+export async function issueJwtSvid(
+  deps: Deps,
+  req: JwtSvidRequest,
+  sourceIp?: string,
+): Promise<IssuedJwtSvid> {
+  const { plan, attestation } = await planJwtSvid(deps, req, sourceIp);
+  const key = deps.keys.current();
+  const now = seconds(deps.clock);
+  let expiresAt = Math.min(now + plan.ttl, plan.task.deadline);
+  // An existing task's deadline is only known to the store; it refuses a credential that would outlive it,
+  // and the pipeline re-signs once within that deadline (one round trip in the common case).
+  for (let attempt = 0; attempt < 2; attempt++) {
+    if (expiresAt <= now) throw new WritError('ERR_TASK_ENDED');
+    const credential: CredentialRecord = {
+      id: randomUUID(),
+      type: 'jwt',
+      spiffeId: plan.spiffeId,
+      task: plan.task.id,
+      attestor: attestation.attestor,
+      audience: plan.audience,
+      issuedAt: now,
+      expiresAt,
+      kid: key.kid,
+      legacy: attestation.legacy || undefined,
+    };
+    const token = await sign(deps, key, credential);
+    await reverify(deps, key, token, credential);
+    const recorded = await deps.store.recordIssuance(credential, plan.task);
+    if (recorded.ok) {
+      return { token, spiffeId: plan.spiffeId, id: credential.id, task: plan.task.id, expiresAt };
+    }
+    if (recorded.reason === 'task_ended') throw new WritError('ERR_TASK_ENDED');
+    if (recorded.reason === 'task_mismatch') {
+      throw new WritError('ERR_TASK_MISMATCH', 'the task belongs to another workload');
+    }
+    expiresAt = capToTask(recorded.task, expiresAt);
+  }
+  throw new WritError('ERR_TASK_ENDED');
+}
+
+function capToTask(task: TaskRecord, expiresAt: number): number {
+  return Math.min(expiresAt, task.deadline);
+}

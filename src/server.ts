@@ -1,0 +1,144 @@
+// The composition root's body: config -> store -> keys -> attestors -> app -> listen; close in reverse.
+import { createServer, type Server } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { Redis } from 'ioredis';
+import type { Logger } from 'pino';
+import { createApp } from './app.ts';
+import { AttestorFacade } from './attestation/facade.ts';
+import { createAttestors } from './attestation/registry.ts';
+import { issuerOf, type LoadedConfig } from './config/loader.ts';
+import type { Deps } from './deps.ts';
+import { sha256 } from './http/middleware.ts';
+import { loadKeyManager } from './keys/signing-keys.ts';
+import { createLogger } from './observability/logger.ts';
+import { createMetrics } from './observability/metrics.ts';
+import { MemoryStore } from './store/memory/memory.store.ts';
+import { RedisStore } from './store/redis/redis.store.ts';
+import { type Clock, type CredentialStore, systemClock } from './store/types.ts';
+
+export interface Broker {
+  url: string;
+  deps: Deps;
+  server: Server;
+  close(): Promise<void>;
+}
+
+export interface StartOptions {
+  logger?: Logger;
+  clock?: Clock;
+  /** The admin token to use when none is configured (dev mode generates one). */
+  adminToken?: string;
+  defaultMetrics?: boolean;
+}
+
+/** A Redis connection that fails fast instead of queueing, so that requests fail closed with 503. */
+export function createRedis(url: string, commandTimeout: number): Redis {
+  return new Redis(url, {
+    lazyConnect: true,
+    enableOfflineQueue: false,
+    maxRetriesPerRequest: 1,
+    commandTimeout,
+    retryStrategy: (times) => Math.min(times * 100, 2_000),
+  });
+}
+
+export async function startBroker(loaded: LoadedConfig, opts: StartOptions = {}): Promise<Broker> {
+  const { config, mode } = loaded;
+  const logger = opts.logger ?? createLogger(config.logLevel);
+  const clock = opts.clock ?? systemClock;
+  const adminToken = config.adminToken ?? opts.adminToken;
+  if (!adminToken) throw new Error('an admin token is required');
+
+  const closers: Array<() => Promise<void>> = [];
+  const closeAll = async () => {
+    for (const close of closers.reverse()) {
+      try {
+        await close();
+      } catch (err) {
+        logger.warn({ err }, 'error while closing');
+      }
+    }
+  };
+
+  try {
+    let store: CredentialStore;
+    if (mode === 'production' && config.redis.url) {
+      const redis = createRedis(config.redis.url, config.redis.commandTimeoutMs);
+      redis.on('error', (err: Error) =>
+        logger.warn({ err: { message: err.message } }, 'redis connection error'),
+      );
+      closers.push(async () => {
+        redis.disconnect();
+      });
+      await redis.connect();
+      store = new RedisStore({
+        redis,
+        prefix: config.redis.prefix,
+        clock,
+        retentionSeconds: config.credentials.retention,
+      });
+    } else {
+      store = new MemoryStore({ clock, retentionSeconds: config.credentials.retention });
+    }
+    closers.push(() => store.close());
+
+    const keys = await loadKeyManager({
+      alg: config.keys.jwtAlgorithm,
+      privateKeyFile: config.keys.jwtPrivateKeyFile,
+      mode,
+      store,
+      refreshHint: config.keys.bundleRefreshHint,
+    });
+
+    const server = createServer();
+    server.keepAliveTimeout = 65_000;
+    await new Promise<void>((resolve, reject) => {
+      server.once('error', reject);
+      server.listen(config.server.port, config.server.host, () => {
+        server.off('error', reject);
+        resolve();
+      });
+    });
+    closers.push(
+      () =>
+        new Promise<void>((resolve) => {
+          const timer = setTimeout(() => server.closeAllConnections(), config.server.shutdownGraceMs);
+          server.close(() => {
+            clearTimeout(timer);
+            resolve();
+          });
+          server.closeIdleConnections();
+        }),
+    );
+    const port = (server.address() as AddressInfo).port;
+    const issuer = issuerOf(config, port);
+    const metrics = createMetrics({ defaultMetrics: opts.defaultMetrics ?? true });
+    const attestorHost = { store, clock, logger, trustDomain: config.trustDomain };
+    const attestors = new AttestorFacade({
+      attestors: createAttestors(config, attestorHost),
+      timeoutMs: config.attestors.timeoutMs,
+      trustDomain: config.trustDomain,
+      logger,
+    });
+    const deps: Deps = {
+      config,
+      mode,
+      issuer,
+      store,
+      keys,
+      attestors,
+      logger,
+      metrics,
+      clock,
+      adminTokenHash: sha256(adminToken),
+    };
+    server.on('request', createApp(deps));
+    const host = config.server.host.includes(':') ? `[${config.server.host}]` : config.server.host;
+    const url = `http://${host}:${port}`;
+    logger.info({ url, mode, issuer, trustDomain: config.trustDomain, store: store.kind }, 'writ listening');
+    return { url, deps, server, close: closeAll };
+  } catch (e) {
+    await closeAll();
+    throw e;
+  }
+}

@@ -1,0 +1,83 @@
+--[[
+  Records one issued credential in its task, opening the task when it does not exist.
+  Every key is in the task's hash slot ({t:<task>}); the global id index is written by the caller.
+
+  Input:
+    KEYS[1] task hash             <prefix>{t:<task>}:task
+    KEYS[2] task credential zset  <prefix>{t:<task>}:creds   (member: credential id, score: expiresAt)
+    KEYS[3] credential hash       <prefix>{t:<task>}:cred:<id>
+
+    ARGV[1] now, epoch seconds, from the broker's (injectable) clock: every decision uses it
+    ARGV[2] retention, seconds a record is kept after it has expired
+    ARGV[3] owner: the SPIFFE ID asking
+    ARGV[4] origin of the task id: attestor | caller | generated
+    ARGV[5] deadline, epoch seconds, used when this call opens the task
+    ARGV[6] credential id
+    ARGV[7] credential expiresAt, epoch seconds
+    ARGV[8..] credential hash fields, as name value pairs
+
+  Output: { code, created (1 when this call opened the task), task hash as name value pairs }
+    code  1 recorded
+         -1 the task has ended (status not active, or now >= deadline): nothing written
+         -2 the task belongs to another workload: nothing written
+         -3 the credential would outlive the task's deadline: nothing written
+]]
+local now = tonumber(ARGV[1])
+local retention = tonumber(ARGV[2])
+local owner = ARGV[3]
+local origin = ARGV[4]
+local credId = ARGV[6]
+local expiresAt = tonumber(ARGV[7])
+
+local fields = redis.call('HGETALL', KEYS[1])
+local created = 0
+if #fields == 0 then
+  created = 1
+  fields = { 'o', owner, 'g', origin, 'c', ARGV[1], 'd', ARGV[5], 's', 'active' }
+end
+local task = {}
+for i = 1, #fields, 2 do
+  task[fields[i]] = fields[i + 1]
+end
+local deadline = tonumber(task['d'])
+
+if task['s'] ~= 'active' or now >= deadline then
+  return { -1, created, fields }
+end
+if created == 0 and task['o'] ~= owner and not (task['g'] == 'attestor' and origin == 'attestor') then
+  return { -2, created, fields }
+end
+if expiresAt > deadline then
+  return { -3, created, fields }
+end
+
+if created == 1 then
+  redis.call('HSET', KEYS[1], unpack(fields))
+end
+-- A recorded credential is never rewritten: a retry is idempotent and cannot undo a revocation.
+if redis.call('EXISTS', KEYS[3]) == 0 then
+  redis.call('HSET', KEYS[3], unpack(ARGV, 8))
+  redis.call('ZADD', KEYS[2], expiresAt, credId)
+end
+-- Members whose records have been dropped (expiry + retention passed) are trimmed as we go.
+redis.call('ZREMRANGEBYSCORE', KEYS[2], '-inf', now - retention)
+
+-- Key TTLs are absolute and taken against the server's own time, so that they are never in the past
+-- (the broker's clock may be skewed, or fake in tests). A TTL is only ever extended.
+local floor = tonumber(redis.call('TIME')[1]) + retention
+local function expireAt(key, at)
+  if at < floor then
+    at = floor
+  end
+  if redis.call('EXPIRETIME', key) < at then
+    redis.call('EXPIREAT', key, at)
+  end
+end
+local taskEnd = deadline
+if expiresAt > taskEnd then
+  taskEnd = expiresAt
+end
+expireAt(KEYS[3], expiresAt + retention)
+expireAt(KEYS[1], taskEnd + retention)
+expireAt(KEYS[2], taskEnd + retention)
+return { 1, created, fields }

@@ -1,0 +1,346 @@
+// Runs the CredentialStore contract against the Redis adapter, plus its data model and failure behaviour.
+import { Redis } from 'ioredis';
+import { afterEach, describe, expect, it } from 'vitest';
+import { WritError } from '../../src/errors.ts';
+import { RedisStore, redisClientOptions, redisKeys } from '../../src/store/redis/redis.store.ts';
+import type { CredentialRecord, CredentialStore, TaskInit } from '../../src/store/types.ts';
+import { FakeClock } from '../helpers/clock.ts';
+import { deleteKeys, testRedis, uniquePrefix } from '../helpers/redis.ts';
+import { freePort, type RedisServer, startRedisServer } from '../helpers/redis-server.ts';
+import { CONTRACT_RETENTION_SECONDS, credentialStoreContract } from './credential-store.contract.ts';
+
+const opened: { redis: Redis; prefix: string | undefined }[] = [];
+const servers: RedisServer[] = [];
+
+afterEach(async () => {
+  const used = opened.splice(0);
+  for (const { redis, prefix } of used) {
+    if (prefix !== undefined && redis.status === 'ready') await deleteKeys(redis, prefix);
+  }
+  for (const redis of new Set(used.map((u) => u.redis))) redis.disconnect();
+  for (const server of servers.splice(0)) await server.stop();
+});
+
+async function openStore(fake: FakeClock, name: string, retentionSeconds = CONTRACT_RETENTION_SECONDS) {
+  const redis = await testRedis();
+  const prefix = uniquePrefix(name);
+  opened.push({ redis, prefix });
+  const store = new RedisStore({ redis, prefix, clock: fake.clock, retentionSeconds });
+  return { redis, prefix, store, keys: redisKeys(prefix) };
+}
+
+credentialStoreContract('redis', async (fake) => (await openStore(fake, 'contract')).store);
+
+function credential(
+  now: number,
+  id: string,
+  task: string,
+  overrides: Partial<CredentialRecord> = {},
+): CredentialRecord {
+  return {
+    id,
+    type: 'jwt',
+    spiffeId: 'spiffe://example.org/ci/github/acme/app/build',
+    task,
+    attestor: 'github_actions',
+    audience: ['https://api.example.org', 'sts.amazonaws.com'],
+    issuedAt: now,
+    expiresAt: now + 300,
+    kid: 'a1b2c3d4e5f60718',
+    ...overrides,
+  };
+}
+
+function taskInit(now: number, id: string, overrides: Partial<TaskInit> = {}): TaskInit {
+  return {
+    id,
+    owner: 'spiffe://example.org/ci/github/acme/app/build',
+    origin: 'attestor',
+    deadline: now + 3600,
+    ...overrides,
+  };
+}
+
+/** The Redis Cluster hash slot of a key: CRC16 (XMODEM) of its hash tag, mod 16384. */
+function keySlot(key: string): number {
+  const open = key.indexOf('{');
+  const close = open === -1 ? -1 : key.indexOf('}', open + 1);
+  const tagged = close > open + 1 ? key.slice(open + 1, close) : key;
+  let crc = 0;
+  for (const byte of Buffer.from(tagged)) {
+    crc ^= byte << 8;
+    for (let bit = 0; bit < 8; bit++)
+      crc = crc & 0x8000 ? ((crc << 1) ^ 0x1021) & 0xffff : (crc << 1) & 0xffff;
+  }
+  return crc % 16384;
+}
+
+async function expectUnavailable(promise: Promise<unknown>): Promise<WritError> {
+  const error = await promise.then(
+    () => undefined,
+    (e: unknown) => e,
+  );
+  expect(error).toBeInstanceOf(WritError);
+  const writError = error as WritError;
+  expect(writError.code).toBe('ERR_STORE_UNAVAILABLE');
+  // the client's own message stays in the cause, never in what the client is told
+  expect(writError.message).toBe('ERR_STORE_UNAVAILABLE');
+  expect(writError.toJSON()).toEqual({
+    error: 'ERR_STORE_UNAVAILABLE',
+    error_description: 'the credential store is unavailable; nothing was issued',
+  });
+  expect(writError.cause).toBeInstanceOf(Error);
+  return writError;
+}
+
+/** Every method of the store, each called once. */
+function everyMethod(store: CredentialStore, now: number): [string, () => Promise<unknown>][] {
+  return [
+    ['createEntry', () => store.createEntry({ spiffeId: 'spiffe://example.org/a', selectors: ['x:y:z'] })],
+    ['getEntry', () => store.getEntry('e')],
+    ['listEntries', () => store.listEntries()],
+    ['updateEntry', () => store.updateEntry('e', { spiffeId: 'spiffe://example.org/a', selectors: [] })],
+    ['deleteEntry', () => store.deleteEntry('e')],
+    [
+      'putJoinToken',
+      () =>
+        store.putJoinToken('h', { spiffeId: 'spiffe://example.org/a', createdAt: now, expiresAt: now + 60 }),
+    ],
+    ['consumeJoinToken', () => store.consumeJoinToken('h')],
+    ['recordIssuance', () => store.recordIssuance(credential(now, 'c1', 't1'), taskInit(now, 't1'))],
+    ['getCredential', () => store.getCredential('c1')],
+    ['getCredential with task', () => store.getCredential('c1', 't1')],
+    ['getTask', () => store.getTask('t1')],
+    ['putKeyMaterialIfAbsent', () => store.putKeyMaterialIfAbsent('k', 'v')],
+    ['getKeyMaterial', () => store.getKeyMaterial('k')],
+    ['ping', () => store.ping()],
+  ];
+}
+
+describe('RedisStore', () => {
+  describe('data model', () => {
+    it('keeps every key of a task in one hash slot, with the documented names', async () => {
+      const fake = new FakeClock();
+      const { redis, prefix, store, keys } = await openStore(fake, 'model');
+      const now = fake.seconds();
+      await store.recordIssuance(credential(now, 'c1', 'run-1'), taskInit(now, 'run-1'));
+      expect(keys.task('run-1')).toBe(`${prefix}{t:run-1}:task`);
+      const found = [];
+      let cursor = '0';
+      do {
+        const [next, batch] = await redis.scan(cursor, 'MATCH', `${prefix}*`);
+        found.push(...batch);
+        cursor = next;
+      } while (cursor !== '0');
+      expect(found.sort()).toEqual(
+        [
+          `${prefix}cidx:c1`,
+          `${prefix}{t:run-1}:cred:c1`,
+          `${prefix}{t:run-1}:creds`,
+          `${prefix}{t:run-1}:task`,
+        ].sort(),
+      );
+      const slots = [keys.task('run-1'), keys.taskCredentials('run-1'), keys.credential('run-1', 'c1')].map(
+        keySlot,
+      );
+      expect(new Set(slots).size).toBe(1);
+      expect(keySlot('123456789')).toBe(0x31c3 % 16384); // the CRC16 check value: keySlot itself is right
+    });
+
+    it('expires the credential at expiry + retention and the task at deadline + retention, never shortening', async () => {
+      const fake = new FakeClock();
+      const { redis, store, keys } = await openStore(fake, 'ttl', 600);
+      const now = fake.seconds();
+      await store.recordIssuance(
+        credential(now, 'c1', 'run-1'),
+        taskInit(now, 'run-1', { deadline: now + 1800 }),
+      );
+      await store.recordIssuance(
+        credential(now, 'c2', 'run-1', { expiresAt: now + 60 }),
+        taskInit(now, 'run-1'),
+      );
+      const expireTime = (key: string) => redis.call('EXPIRETIME', key);
+      expect(await expireTime(keys.credential('run-1', 'c1'))).toBe(now + 300 + 600);
+      expect(await expireTime(keys.credential('run-1', 'c2'))).toBe(now + 60 + 600);
+      expect(await expireTime(keys.credentialIndex('c1'))).toBe(now + 300 + 600);
+      expect(await expireTime(keys.task('run-1'))).toBe(now + 1800 + 600);
+      expect(await expireTime(keys.taskCredentials('run-1'))).toBe(now + 1800 + 600);
+      // an expiry set further out (e.g. by a lifecycle job) is kept
+      await redis.expireat(keys.task('run-1'), now + 86_400);
+      await store.recordIssuance(credential(now, 'c3', 'run-1'), taskInit(now, 'run-1'));
+      expect(await expireTime(keys.task('run-1'))).toBe(now + 86_400);
+      expect(await expireTime(keys.taskCredentials('run-1'))).toBe(now + 1800 + 600);
+    });
+
+    it('never sets a key expiry in the past, even when the injected clock is', async () => {
+      const fake = new FakeClock(Date.UTC(2001, 0, 1));
+      const { redis, store, keys } = await openStore(fake, 'past', 120);
+      const now = fake.seconds();
+      const result = await store.recordIssuance(credential(now, 'c1', 'run-1'), taskInit(now, 'run-1'));
+      expect(result.ok).toBe(true);
+      const realNow = Math.floor(Date.now() / 1000);
+      for (const key of [keys.credential('run-1', 'c1'), keys.task('run-1'), keys.credentialIndex('c1')]) {
+        expect(await redis.call('EXPIRETIME', key)).toBeGreaterThanOrEqual(realNow + 119);
+      }
+      expect((await store.getCredential('c1'))?.credential.id).toBe('c1');
+    });
+
+    it('stays under 1 KB of Redis memory per tracked credential, indexes included', async () => {
+      const fake = new FakeClock();
+      const { redis, prefix, store } = await openStore(fake, 'memory');
+      const now = fake.seconds();
+      const usage = async () => {
+        let total = 0;
+        let cursor = '0';
+        do {
+          const [next, batch] = await redis.scan(cursor, 'MATCH', `${prefix}*`, 'COUNT', 1000);
+          for (const key of batch) total += Number(await redis.call('MEMORY', 'USAGE', key, 'SAMPLES', '0'));
+          cursor = next;
+        } while (cursor !== '0');
+        return total;
+      };
+      const jti = (i: number) => `${i.toString(16).padStart(8, '0')}5f0e4b1c9a7d2e3f4a5b6c7d8e9f`;
+      const task = 'github:acme/app:run:9876543210:attempt:1';
+      // a task with one credential: everything counted against that credential
+      await store.recordIssuance(credential(now, jti(0), task), taskInit(now, task));
+      const single = await usage();
+      expect(single).toBeLessThan(1024);
+      // a busy task: the per-credential share
+      for (let i = 1; i < 50; i++)
+        await store.recordIssuance(credential(now, jti(i), task), taskInit(now, task));
+      expect((await usage()) / 50).toBeLessThan(1024);
+    });
+  });
+
+  describe('connection ownership', () => {
+    it('close() stops the store but leaves the caller’s connection open', async () => {
+      const fake = new FakeClock();
+      const { redis, store } = await openStore(fake, 'close');
+      await store.ping();
+      await store.close();
+      expect(await redis.ping()).toBe('PONG');
+      expect(redis.status).toBe('ready');
+    });
+
+    it('two stores with different prefixes share one connection without seeing each other', async () => {
+      const fake = new FakeClock();
+      const redis = await testRedis();
+      const [a, b] = [uniquePrefix('share-a'), uniquePrefix('share-b')];
+      opened.push({ redis, prefix: a }, { redis, prefix: b });
+      const storeA = new RedisStore({ redis, prefix: a, clock: fake.clock });
+      const storeB = new RedisStore({ redis, prefix: b, clock: fake.clock });
+      await storeA.putKeyMaterialIfAbsent('k', 'from-a');
+      expect(await storeB.putKeyMaterialIfAbsent('k', 'from-b')).toBe('from-b');
+      const now = fake.seconds();
+      await storeA.recordIssuance(credential(now, 'c1', 't1'), taskInit(now, 't1'));
+      expect(await storeB.getCredential('c1')).toBeNull();
+    });
+  });
+
+  describe('stored data is not trusted', () => {
+    it('refuses a malformed stored entry with server_error, not a half-typed object', async () => {
+      const fake = new FakeClock();
+      const { redis, store, keys } = await openStore(fake, 'malformed');
+      await redis.hset(keys.entries, 'e1', JSON.stringify({ id: 'e1', spiffeId: 42, selectors: 'x' }));
+      await redis.hset(keys.entries, 'e2', '{not json');
+      for (const read of [store.getEntry('e1'), store.getEntry('e2'), store.listEntries()]) {
+        const error = await read.then(
+          () => undefined,
+          (e: unknown) => e,
+        );
+        expect(error).toBeInstanceOf(WritError);
+        expect((error as WritError).code).toBe('server_error');
+      }
+    });
+
+    it('refuses a malformed join token and a malformed credential record', async () => {
+      const fake = new FakeClock();
+      const { redis, store, keys } = await openStore(fake, 'malformed');
+      await redis.set(
+        keys.joinToken('h'),
+        JSON.stringify({ spiffeId: 'spiffe://example.org/a', expiresAt: 'soon' }),
+      );
+      await expect(store.consumeJoinToken('h')).rejects.toMatchObject({ code: 'server_error' });
+      await redis.hset(keys.credential('t1', 'c1'), { y: 'jwt', s: 'spiffe://example.org/a', e: 'never' });
+      await expect(store.getCredential('c1', 't1')).rejects.toMatchObject({ code: 'server_error' });
+    });
+  });
+
+  describe('when Redis is unreachable', () => {
+    it('fails every method with ERR_STORE_UNAVAILABLE at once, with a fail-fast client', async () => {
+      const port = await freePort(); // nothing listens there
+      const redis = new Redis({
+        port,
+        host: '127.0.0.1',
+        lazyConnect: true,
+        maxRetriesPerRequest: 0,
+        enableOfflineQueue: false,
+        retryStrategy: () => null,
+      });
+      redis.on('error', () => {});
+      opened.push({ redis, prefix: undefined });
+      const fake = new FakeClock();
+      const store = new RedisStore({ redis, prefix: uniquePrefix('down'), clock: fake.clock });
+      const started = Date.now();
+      await expectUnavailable(
+        store.recordIssuance(credential(fake.seconds(), 'c1', 't1'), taskInit(fake.seconds(), 't1')),
+      );
+      expect(Date.now() - started).toBeLessThan(2000);
+      for (const [name, call] of everyMethod(store, fake.seconds())) {
+        const error = await expectUnavailable(call());
+        expect(error, name).toBeInstanceOf(WritError);
+      }
+      expect(Date.now() - started).toBeLessThan(2000);
+    });
+
+    it('fails within commandTimeoutMs even when the client queues commands while offline (default options)', async () => {
+      const port = await freePort();
+      const redis = new Redis({ port, host: '127.0.0.1', lazyConnect: true });
+      redis.on('error', () => {});
+      opened.push({ redis, prefix: undefined });
+      const fake = new FakeClock();
+      const store = new RedisStore({
+        redis,
+        prefix: uniquePrefix('queued'),
+        clock: fake.clock,
+        commandTimeoutMs: 300,
+      });
+      const started = Date.now();
+      await expectUnavailable(
+        store.recordIssuance(credential(fake.seconds(), 'c1', 't1'), taskInit(fake.seconds(), 't1')),
+      );
+      const elapsed = Date.now() - started;
+      expect(elapsed).toBeGreaterThanOrEqual(250);
+      expect(elapsed).toBeLessThan(1500);
+    });
+
+    it('fails while the server is down and recovers, with its data, once it is back (AOF, same port)', async () => {
+      const server = await startRedisServer({ appendonly: true });
+      servers.push(server);
+      const redis = new Redis(server.url, {
+        ...redisClientOptions,
+        lazyConnect: true,
+        retryStrategy: () => 50,
+      });
+      redis.on('error', () => {});
+      opened.push({ redis, prefix: undefined });
+      await redis.connect();
+      const fake = new FakeClock();
+      const store = new RedisStore({ redis, clock: fake.clock });
+      const now = fake.seconds();
+      expect((await store.recordIssuance(credential(now, 'c1', 't1'), taskInit(now, 't1'))).ok).toBe(true);
+
+      server.kill();
+      await expectUnavailable(store.getCredential('c1'));
+      await expectUnavailable(store.recordIssuance(credential(now, 'c2', 't1'), taskInit(now, 't1')));
+
+      const restarted = await startRedisServer({ appendonly: true, dir: server.dir, port: server.port });
+      servers.push(restarted);
+      const deadline = Date.now() + 10_000;
+      while (redis.status !== 'ready' && Date.now() < deadline) await new Promise((r) => setTimeout(r, 25));
+      await store.ping();
+      expect((await store.getCredential('c1'))?.credential.id).toBe('c1');
+      expect(await store.getCredential('c2')).toBeNull();
+    });
+  });
+});
