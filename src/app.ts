@@ -1,8 +1,9 @@
 // createApp(deps): the express application. It never listens; src/server.ts does.
 import express, { type Express } from 'express';
 import type { Deps } from './deps.ts';
-import { errorHandler, notFound, requestLog } from './http/middleware.ts';
+import { errorHandler, isJsonBody, notFound, requestLog } from './http/middleware.ts';
 import { adminRoutes } from './http/routes/admin.routes.ts';
+import { lifecycleRoutes } from './http/routes/lifecycle.routes.ts';
 import { opsRoutes } from './http/routes/ops.routes.ts';
 import { relyingPartyRoutes } from './http/routes/relying-party.routes.ts';
 import { workloadRoutes } from './http/routes/workload.routes.ts';
@@ -13,10 +14,11 @@ export function createApp(deps: Deps): Express {
   app.set('trust proxy', false);
   app.set('query parser', 'simple');
   app.use(requestLog(deps));
-  app.use(express.json({ limit: deps.config.server.bodyLimit, strict: true, type: 'application/json' }));
+  app.use(express.json({ limit: deps.config.server.bodyLimit, strict: true, type: isJsonBody }));
   app.use(opsRoutes(deps));
   app.use(relyingPartyRoutes(deps));
   app.use(workloadRoutes(deps));
+  app.use(lifecycleRoutes(deps));
   app.use(adminRoutes(deps));
   app.use(notFound);
   app.use(errorHandler(deps));

@@ -4,6 +4,8 @@ import type { AttestorFacade } from './attestation/facade.ts';
 import type { Mode } from './config/loader.ts';
 import type { WritConfig } from './config/schema.ts';
 import type { KeyManager } from './keys/signing-keys.ts';
+import type { Lifecycle } from './lifecycle/lifecycle.service.ts';
+import type { RevocationHub } from './lifecycle/revocation-feed.ts';
 import type { Metrics } from './observability/metrics.ts';
 import type { Clock, CredentialStore } from './store/types.ts';
 
@@ -15,6 +17,8 @@ export interface Deps {
   store: CredentialStore;
   keys: KeyManager;
   attestors: AttestorFacade;
+  lifecycle: Lifecycle;
+  feed: RevocationHub;
   logger: Logger;
   metrics: Metrics;
   clock: Clock;

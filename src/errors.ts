@@ -37,6 +37,7 @@ export const ERRORS = {
   ERR_ENTRY_CONFLICT: { status: 409, description: 'an entry with this SPIFFE ID and selectors exists' },
   // relying parties
   ERR_TOKEN_MISSING: { status: 400, description: 'a token is required' },
+  ERR_TOKEN_INVALID: { status: 401, description: 'the bearer token is not a live JWT-SVID for this request' },
   // state and dependencies
   ERR_STORE_UNAVAILABLE: {
     status: 503,

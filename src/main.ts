@@ -30,9 +30,16 @@ function devBanner(url: string, adminToken: string | undefined, joinToken: strin
 }
 
 async function main(): Promise<void> {
+  const args = process.argv.slice(2);
+  const unknown = args.filter((a) => a !== '--no-worker');
+  if (unknown.length > 0) {
+    process.stderr.write(`writ: unknown argument(s): ${unknown.join(' ')}\nusage: writ [--no-worker]\n`);
+    process.exit(2);
+  }
   let loaded: ReturnType<typeof loadConfig>;
   try {
     loaded = loadConfig();
+    if (args.includes('--no-worker')) loaded.config.lifecycle.worker = false;
   } catch (e) {
     if (e instanceof ConfigError) {
       process.stderr.write(`writ: ${e.message}\n`);

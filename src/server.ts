@@ -10,6 +10,11 @@ import { issuerOf, type LoadedConfig } from './config/loader.ts';
 import type { Deps } from './deps.ts';
 import { sha256 } from './http/middleware.ts';
 import { loadKeyManager } from './keys/signing-keys.ts';
+import { BullScheduler, type LifecycleWorker, startLifecycleWorker } from './lifecycle/bullmq.ts';
+import { Lifecycle } from './lifecycle/lifecycle.service.ts';
+import { MemoryScheduler } from './lifecycle/memory.scheduler.ts';
+import { RevocationHub } from './lifecycle/revocation-feed.ts';
+import type { TaskScheduler } from './lifecycle/scheduler.ts';
 import { createLogger } from './observability/logger.ts';
 import { createMetrics } from './observability/metrics.ts';
 import { MemoryStore } from './store/memory/memory.store.ts';
@@ -62,6 +67,7 @@ export async function startBroker(loaded: LoadedConfig, opts: StartOptions = {})
 
   try {
     let store: CredentialStore;
+    let redisClient: Redis | undefined;
     if (mode === 'production' && config.redis.url) {
       const redis = createRedis(config.redis.url, config.redis.commandTimeoutMs);
       redis.on('error', (err: Error) =>
@@ -71,6 +77,7 @@ export async function startBroker(loaded: LoadedConfig, opts: StartOptions = {})
         redis.disconnect();
       });
       await redis.connect();
+      redisClient = redis;
       store = new RedisStore({
         redis,
         prefix: config.redis.prefix,
@@ -90,6 +97,31 @@ export async function startBroker(loaded: LoadedConfig, opts: StartOptions = {})
       refreshHint: config.keys.bundleRefreshHint,
     });
 
+    const jobDeps = { store, clock, logger, config };
+    let scheduler: TaskScheduler;
+    if (redisClient && config.redis.url) {
+      scheduler = new BullScheduler({
+        connection: redisClient,
+        prefix: config.redis.prefix,
+        clock,
+        attempts: config.lifecycle.jobAttempts,
+      });
+    } else {
+      scheduler = new MemoryScheduler(jobDeps);
+    }
+    closers.push(() => scheduler.close());
+    if (scheduler.kind === 'bullmq' && config.lifecycle.worker && config.redis.url) {
+      const worker: LifecycleWorker = await startLifecycleWorker(jobDeps, {
+        redisUrl: config.redis.url,
+        prefix: config.redis.prefix,
+      });
+      closers.push(() => worker.close());
+    }
+    const lifecycle = new Lifecycle({ store, scheduler, clock, logger });
+    const feed = new RevocationHub({ store, logger });
+    feed.start();
+    closers.push(() => feed.close());
+
     const server = createServer();
     server.keepAliveTimeout = 65_000;
     await new Promise<void>((resolve, reject) => {
@@ -102,6 +134,7 @@ export async function startBroker(loaded: LoadedConfig, opts: StartOptions = {})
     closers.push(
       () =>
         new Promise<void>((resolve) => {
+          feed.endStreams();
           const timer = setTimeout(() => server.closeAllConnections(), config.server.shutdownGraceMs);
           server.close(() => {
             clearTimeout(timer);
@@ -127,6 +160,8 @@ export async function startBroker(loaded: LoadedConfig, opts: StartOptions = {})
       store,
       keys,
       attestors,
+      lifecycle,
+      feed,
       logger,
       metrics,
       clock,

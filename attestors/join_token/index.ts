@@ -54,6 +54,8 @@ export async function createJoinToken(
 class JoinTokenAttestor implements Attestor {
   readonly name = NAME;
   readonly legacy = false;
+  // Tasks come from the admin who made the token: any platform namespace.
+  readonly taskNamespace = '*';
   readonly #host: AttestorHost;
 
   constructor(host: AttestorHost) {

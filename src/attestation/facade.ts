@@ -2,8 +2,8 @@
 import type { Logger } from 'pino';
 import { z } from 'zod';
 import { isWritError, WritError } from '../errors.ts';
-import { isTaskId } from '../lifecycle/task-id.ts';
-import { isMemberOf, validateSpiffeId } from '../spiffe/spiffe-id.ts';
+import { isTaskId, PLATFORM_TASK_PATTERN } from '../lifecycle/task-id.ts';
+import { isMemberOf, isTrustDomainId, validateSpiffeId } from '../spiffe/spiffe-id.ts';
 import { SELECTOR_PATTERN } from './selectors.ts';
 import { AttestationError, type AttestationResult, type Attestor, type PostureValue } from './types.ts';
 
@@ -20,7 +20,7 @@ export interface VerifiedAttestation {
 const MAX_SELECTORS = 128;
 
 const resultSchema = z.strictObject({
-  selectors: z.array(z.string().max(512).regex(SELECTOR_PATTERN)).max(MAX_SELECTORS),
+  selectors: z.array(z.string().max(2200).regex(SELECTOR_PATTERN)).max(MAX_SELECTORS),
   task: z.string().optional(),
   spiffeId: z.string().optional(),
   posture: z
@@ -95,11 +95,17 @@ export class AttestorFacade {
     for (const s of result.selectors) {
       if (!s.startsWith(prefix)) invalid(`selector outside the plugin's namespace: ${s.slice(0, 64)}`);
     }
-    if (result.task !== undefined && !isTaskId(result.task)) invalid('invalid task id');
+    if (result.task !== undefined) {
+      if (!isTaskId(result.task) || !PLATFORM_TASK_PATTERN.test(result.task)) invalid('invalid task id');
+      const ns = attestor.taskNamespace;
+      if (ns !== '*' && !result.task.startsWith(`${ns}:`))
+        invalid(`task outside the plugin's namespace ${ns}:`);
+    }
     if (result.spiffeId !== undefined) {
       const why = validateSpiffeId(result.spiffeId);
       if (why) invalid(`invalid SPIFFE ID: ${why}`);
       if (!isMemberOf(result.spiffeId, this.#trustDomain)) invalid('SPIFFE ID outside the trust domain');
+      if (isTrustDomainId(result.spiffeId)) invalid('the trust domain ID is not a workload ID');
     }
     return {
       attestor: attestor.name,

@@ -3,11 +3,11 @@ import { z } from 'zod';
 
 // The value may contain ':' (refs, URLs); no control characters or whitespace at the ends.
 export const SELECTOR_PATTERN =
-  /^[a-z0-9_]{1,64}:[A-Za-z0-9_.-]{1,64}:[^\s\p{Cc}](?:[^\p{Cc}]{0,382}[^\s\p{Cc}])?$/u;
+  /^[a-z0-9_]{1,64}:[A-Za-z0-9_.-]{1,64}:[^\s\p{Cc}](?:[^\p{Cc}]{0,2094}[^\s\p{Cc}])?$/u;
 
 export const selectorSchema = z
   .string()
-  .max(512)
+  .max(2200)
   .regex(SELECTOR_PATTERN, 'a selector is <attestor>:<key>:<value> (attestor [a-z0-9_], key [A-Za-z0-9_.-])');
 
 export function selectorAttestor(selector: string): string {

@@ -29,6 +29,11 @@ export interface Attestor {
   readonly name: string;
   /** Legacy attestors (static shared secrets) mark every credential they yield. */
   readonly legacy: boolean;
+  /**
+   * The namespace of the task ids this attestor defines (`github` for `github:...`); '*' when the task ids
+   * come from an admin (join tokens), which may name any platform namespace.
+   */
+  readonly taskNamespace: string;
   attest(evidence: unknown, ctx: AttestationContext): Promise<AttestationResult>;
 }
 

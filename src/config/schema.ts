@@ -102,6 +102,75 @@ const credentialsSchema = z
   })
   .describe('Credential lifetimes.');
 
+const lifecycleSchema = z
+  .strictObject({
+    worker: z
+      .boolean()
+      .default(true)
+      .describe(
+        'Run the lifecycle worker in the broker process (`--no-worker` turns it off; `writ worker` runs it alone).',
+      ),
+    fanoutBatchSize: z
+      .number()
+      .int()
+      .min(1)
+      .max(10_000)
+      .default(500)
+      .describe('Credentials revoked per step when a task ends (one atomic Redis script per step).'),
+    fanoutPauseMs: z
+      .number()
+      .int()
+      .min(0)
+      .max(10_000)
+      .default(0)
+      .describe('Pause between fan-out steps, to spare Redis when huge tasks end.'),
+    sweepIntervalMs: z
+      .number()
+      .int()
+      .min(100)
+      .max(3_600_000)
+      .default(30_000)
+      .describe(
+        'How often the sweeper reconciles tasks a lost job left behind and trims the revocation feed.',
+      ),
+    jobLockMs: z
+      .number()
+      .int()
+      .min(500)
+      .max(600_000)
+      .default(30_000)
+      .describe('BullMQ lock of a running job; a job whose worker died is retried after this long.'),
+    jobAttempts: z
+      .number()
+      .int()
+      .min(1)
+      .max(100)
+      .default(10)
+      .describe('Attempts of a lifecycle job (exponential backoff).'),
+  })
+  .describe('Task lifecycle: deadline jobs, fan-out of revocations, the sweeper.');
+
+const revocationFeedSchema = z
+  .strictObject({
+    heartbeatMs: z
+      .number()
+      .int()
+      .min(100)
+      .max(60_000)
+      .default(5_000)
+      .describe(
+        'Heartbeat interval of the SSE revocation stream; relying parties use it to detect a stale feed.',
+      ),
+    maxSubscribers: z
+      .number()
+      .int()
+      .min(1)
+      .max(100_000)
+      .default(1_000)
+      .describe('Most concurrent SSE subscribers per broker process; more get 503.'),
+  })
+  .describe('The public revocation feed.');
+
 const attestorsSchema = z
   .strictObject({
     join_token: joinTokenConfigSchema.prefault({}),
@@ -138,6 +207,8 @@ export const configSchema = z
     keys: keysSchema.prefault({}),
     credentials: credentialsSchema.prefault({}),
     attestors: attestorsSchema.prefault({}),
+    lifecycle: lifecycleSchema.prefault({}),
+    revocationFeed: revocationFeedSchema.prefault({}),
   })
   .superRefine((c, ctx) => {
     if (c.credentials.jwtDefaultTtl > c.credentials.maxTtl) {

@@ -1,5 +1,6 @@
 // Middleware steps shared by the routes: body parsing, admin auth, request logs, the one error handler.
 import { createHash, randomUUID, timingSafeEqual } from 'node:crypto';
+import type { IncomingMessage } from 'node:http';
 import type { ErrorRequestHandler, NextFunction, Request, RequestHandler, Response } from 'express';
 import type { z } from 'zod';
 import type { Deps } from '../deps.ts';
@@ -9,9 +10,26 @@ export function sha256(value: string): Buffer {
   return createHash('sha256').update(value).digest();
 }
 
-/** Refuses a body that is not JSON before any parser sees it. */
+/**
+ * Which bodies the JSON parser reads: `application/json` in UTF-8 (or with no charset), nothing else.
+ * Other charsets (UTF-7, UTF-16) would let a body slip past an inspecting proxy.
+ */
+export function isJsonBody(req: IncomingMessage): boolean {
+  const header = req.headers['content-type'];
+  if (typeof header !== 'string') return false;
+  const [type = '', ...params] = header.split(';');
+  if (type.trim().toLowerCase() !== 'application/json') return false;
+  for (const param of params) {
+    const [name = '', value = ''] = param.split('=');
+    if (name.trim().toLowerCase() !== 'charset') continue;
+    if (!/^"?utf-?8"?$/i.test(value.trim())) return false;
+  }
+  return true;
+}
+
+/** Refuses a body that is not UTF-8 JSON before any step reads it. */
 export const requireJson: RequestHandler = function requireJson(req, _res, next) {
-  if (!req.is('application/json')) {
+  if (!isJsonBody(req)) {
     next(new WritError('ERR_UNSUPPORTED_MEDIA_TYPE'));
     return;
   }

@@ -1,8 +1,8 @@
 // Wire schemas of request bodies: strict (unknown fields are refused), bounded, typed.
 import { z } from 'zod';
 import { selectorSchema } from '../attestation/selectors.ts';
-import { taskIdSchema } from '../lifecycle/task-id.ts';
-import { isMemberOf, spiffeIdSchema } from '../spiffe/spiffe-id.ts';
+import { callerTaskIdSchema, platformTaskIdSchema } from '../lifecycle/task-id.ts';
+import { isMemberOf, isTrustDomainId, spiffeIdSchema } from '../spiffe/spiffe-id.ts';
 
 const DAY = 86_400;
 const ttlSeconds = z
@@ -16,6 +16,11 @@ export function memberIdSchema(trustDomain: string) {
   return spiffeIdSchema.superRefine((id, ctx) => {
     if (!isMemberOf(id, trustDomain)) {
       ctx.addIssue({ code: 'custom', message: `the SPIFFE ID must be in trust domain ${trustDomain}` });
+    } else if (isTrustDomainId(id)) {
+      ctx.addIssue({
+        code: 'custom',
+        message: 'a workload SPIFFE ID needs a path; the trust domain ID is not one',
+      });
     }
   });
 }
@@ -32,7 +37,7 @@ export function jwtSvidRequestSchema(trustDomain: string) {
     evidence: z.custom<unknown>((v) => v !== undefined, { message: 'evidence is required' }),
     audience: z.array(audienceSchema).min(1).max(16),
     ttl: z.number().int().min(1).optional(),
-    task: taskIdSchema.optional(),
+    task: callerTaskIdSchema.optional(),
     spiffeId: memberIdSchema(trustDomain).optional(),
   });
 }
@@ -61,7 +66,7 @@ export function joinTokenRequestSchema(trustDomain: string) {
       .min(1)
       .max(30 * DAY)
       .optional(),
-    task: taskIdSchema.optional(),
+    task: platformTaskIdSchema.optional(),
   });
 }
 

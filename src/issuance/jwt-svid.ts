@@ -7,6 +7,7 @@ import { WritError } from '../errors.ts';
 import type { SigningKey } from '../keys/signing-keys.ts';
 import { generateTaskId } from '../lifecycle/task-id.ts';
 import { resolveIdentity } from '../registration/match.ts';
+import { isMemberOf, isTrustDomainId } from '../spiffe/spiffe-id.ts';
 import { type CredentialRecord, seconds, type TaskInit, type TaskRecord } from '../store/types.ts';
 
 export interface JwtSvidRequest {
@@ -48,6 +49,14 @@ export async function planJwtSvid(
   const attestation = await deps.attestors.attest(req.attestor, req.evidence, sourceIp);
   const entries = await deps.store.listEntries();
   const { spiffeId, entry } = resolveIdentity(attestation, entries, req.spiffeId);
+  // Defence in depth: whatever the entries say, only workload IDs of our own trust domain are minted.
+  if (!isMemberOf(spiffeId, config.trustDomain) || isTrustDomainId(spiffeId)) {
+    deps.logger.error(
+      { spiffeId: spiffeId.slice(0, 256) },
+      'an entry names a SPIFFE ID outside the trust domain',
+    );
+    throw new WritError('ERR_NO_MATCHING_ENTRY');
+  }
 
   if (entry?.audiences) {
     const allowed = new Set(entry.audiences);
@@ -136,6 +145,7 @@ export async function issueJwtSvid(
     await reverify(deps, key, token, credential);
     const recorded = await deps.store.recordIssuance(credential, plan.task);
     if (recorded.ok) {
+      if (recorded.created) scheduleDeadline(deps, recorded.task);
       return { token, spiffeId: plan.spiffeId, id: credential.id, task: plan.task.id, expiresAt };
     }
     if (recorded.reason === 'task_ended') throw new WritError('ERR_TASK_ENDED');
@@ -145,6 +155,13 @@ export async function issueJwtSvid(
     expiresAt = capToTask(recorded.task, expiresAt);
   }
   throw new WritError('ERR_TASK_ENDED');
+}
+
+// Off the hot path: a lost deadline job is reconciled by the sweeper (the store indexes every deadline).
+function scheduleDeadline(deps: Deps, task: TaskRecord): void {
+  deps.lifecycle.scheduler.taskOpened(task).catch((err: unknown) => {
+    deps.logger.warn({ err, task: task.id }, 'could not schedule the task deadline; the sweeper will end it');
+  });
 }
 
 function capToTask(task: TaskRecord, expiresAt: number): number {

@@ -1,7 +1,8 @@
 // RFC 7662 introspection of a JWT-SVID: signature, issuer, expiry, then the live record and its task.
 import { decodeProtectedHeader, type JWTPayload, jwtVerify } from 'jose';
 import type { Deps } from '../deps.ts';
-import { seconds } from '../store/types.ts';
+import { credentialStatus } from '../store/status.ts';
+import { type CredentialView, seconds } from '../store/types.ts';
 
 export type IntrospectionResponse =
   | { active: false }
@@ -20,7 +21,7 @@ export type IntrospectionResponse =
 
 const INACTIVE: IntrospectionResponse = { active: false };
 
-async function verifySignature(deps: Deps, token: string): Promise<JWTPayload | null> {
+export async function verifySignature(deps: Deps, token: string): Promise<JWTPayload | null> {
   let kid: string | undefined;
   try {
     kid = decodeProtectedHeader(token).kid;
@@ -43,20 +44,30 @@ async function verifySignature(deps: Deps, token: string): Promise<JWTPayload | 
   }
 }
 
+export interface LiveToken {
+  payload: JWTPayload & { jti: string; task: string; sub: string };
+  view: CredentialView;
+}
+
 /**
- * Active means: our signature, not expired, tracked by the store, not revoked, its task not ended.
- * A store failure propagates (503): an unverifiable token is never reported active.
+ * Our signature, not expired, tracked by the store, not revoked, its task not ended: else null.
+ * A store failure propagates (503): an unverifiable token is never reported live.
  */
-export async function introspect(deps: Deps, token: string): Promise<IntrospectionResponse> {
+export async function verifyLiveToken(deps: Deps, token: string): Promise<LiveToken | null> {
   const payload = await verifySignature(deps, token);
-  if (!payload || typeof payload.jti !== 'string' || typeof payload.task !== 'string') return INACTIVE;
+  if (!payload || typeof payload.jti !== 'string' || typeof payload.task !== 'string') return null;
+  if (typeof payload.sub !== 'string') return null;
   const view = await deps.store.getCredential(payload.jti, payload.task);
-  if (!view) return INACTIVE;
-  const { credential, task } = view;
-  const now = seconds(deps.clock);
-  if (credential.revokedAt !== undefined || credential.expiresAt <= now) return INACTIVE;
-  if (task?.status !== 'active' || task.deadline <= now) return INACTIVE;
-  if (credential.spiffeId !== payload.sub || credential.task !== payload.task) return INACTIVE;
+  if (!view) return null;
+  if (view.credential.spiffeId !== payload.sub || view.credential.task !== payload.task) return null;
+  if (credentialStatus(view, seconds(deps.clock)) !== 'active') return null;
+  return { payload: payload as LiveToken['payload'], view };
+}
+
+export async function introspect(deps: Deps, token: string): Promise<IntrospectionResponse> {
+  const live = await verifyLiveToken(deps, token);
+  if (!live) return INACTIVE;
+  const { credential } = live.view;
   return {
     active: true,
     token_type: 'JWT-SVID',

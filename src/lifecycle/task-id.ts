@@ -18,3 +18,21 @@ export function isTaskId(value: unknown): value is string {
 export function generateTaskId(): string {
   return `task-${randomUUID()}`;
 }
+
+/**
+ * Task namespaces. A task a workload names for itself has no ':' and belongs to the SPIFFE ID that opened
+ * it. Ids with ':' are platform tasks (`github:acme/api/42/1`): only an attestor (for its own namespace) or
+ * an admin (binding a join token) can name one, so a workload cannot squat a task another identity will
+ * be put into.
+ */
+export const callerTaskIdSchema = taskIdSchema.refine(
+  (t) => !t.includes(':'),
+  "a task you name may not contain ':' (reserved for platform tasks such as github:...)",
+);
+
+export const PLATFORM_TASK_PATTERN = /^[a-z0-9_]{1,32}:/;
+
+export const platformTaskIdSchema = taskIdSchema.regex(
+  PLATFORM_TASK_PATTERN,
+  'a task bound by an admin is a platform task: <namespace>:<name>, e.g. release:42',
+);

@@ -84,6 +84,60 @@ export interface CredentialView {
   task: TaskRecord | null;
 }
 
+/** How a task ended. `expired`: its deadline passed. */
+export type TaskEndStatus = Exclude<TaskStatus, 'active'>;
+
+export interface TaskEnd {
+  status: TaskEndStatus;
+  /** A reason code, `^[a-z][a-z0-9_]{0,63}$` (public: it appears on the revocation feed). */
+  reason: string;
+  at: number;
+}
+
+/** One entry of the public revocation feed. Carries no SPIFFE ID. */
+export interface RevocationEvent {
+  /** Feed position: a Redis stream id `<ms>-<seq>` (the memory store uses the same format). */
+  id: string;
+  kind: 'credential' | 'task';
+  /** jti or hex serial; only on credential events. */
+  credential?: string | undefined;
+  credentialType?: CredentialType | undefined;
+  task: string;
+  /** When the revoked credential (or the last credential of the task) would have expired anyway. */
+  expiresAt: number;
+  reason: string;
+  revokedAt: number;
+}
+
+export type CredentialStatus = 'active' | 'expired' | 'revoked';
+
+export interface CredentialFilter {
+  task?: string | undefined;
+  spiffeId?: string | undefined;
+  /** Path-segment aware: `spiffe://td/a` matches `spiffe://td/a` and `spiffe://td/a/b`, not `spiffe://td/ab`. */
+  spiffeIdPrefix?: string | undefined;
+  attestor?: string | undefined;
+  /** The derived status (a credential of an ended task reads `revoked`). */
+  status?: CredentialStatus | undefined;
+}
+
+export interface TaskFilter {
+  status?: TaskStatus | undefined;
+  owner?: string | undefined;
+}
+
+export interface PageRequest {
+  /** Opaque, from a previous page's `next`. */
+  cursor?: string | undefined;
+  limit: number;
+}
+
+export interface Page<T> {
+  items: T[];
+  /** Present when there may be more. */
+  next?: string | undefined;
+}
+
 export interface CredentialStore {
   readonly kind: 'memory' | 'redis';
 
@@ -110,6 +164,52 @@ export interface CredentialStore {
   /** A credential with its task; `task` narrows the lookup to one task (one round trip). */
   getCredential(id: string, task?: string): Promise<CredentialView | null>;
   getTask(id: string): Promise<TaskRecord | null>;
+
+  // lifecycle: ending tasks, revoking credentials, the revocation feed
+  /**
+   * Atomically ends an active task (at most once) and appends its task event to the feed. `ended` is true
+   * only for the call that ended it; null when the task does not exist. The task is queued for fan-out.
+   */
+  endTask(id: string, end: TaskEnd): Promise<{ ended: boolean; task: TaskRecord } | null>;
+  /**
+   * Fan-out of an ended task, one batch per call: marks up to `batchSize` of its credentials revoked with
+   * the task's reason and appends one credential event for each it revoked (expired ones are skipped).
+   * Resumes where the previous call stopped (crash safe, idempotent). `done` when every credential was
+   * visited; the task then leaves the fan-out queue.
+   */
+  fanOutTask(id: string, batchSize: number): Promise<{ revoked: number; done: boolean }>;
+  /**
+   * Revokes one live credential and appends its event atomically. `revoked` is false when it already was
+   * revoked, has expired, or its task is no longer active (nothing is written). Null when unknown.
+   */
+  revokeCredential(
+    id: string,
+    reason: string,
+    at: number,
+    task?: string,
+  ): Promise<{ revoked: boolean; view: CredentialView } | null>;
+  /**
+   * Newest first (issuedAt, then id, descending). A filtered page examines a bounded number of records, so it
+   * may be short, even empty, and still have a `next`. Bad cursor or limit (1..1000): WritError invalid_request.
+   */
+  listCredentials(filter: CredentialFilter, page: PageRequest): Promise<Page<CredentialView>>;
+  /** Newest first (createdAt, then id, descending); paged as listCredentials. */
+  listTasks(filter: TaskFilter, page: PageRequest): Promise<Page<TaskRecord>>;
+  /** Number of credentials recorded in a task (including revoked and expired ones still retained). */
+  countTaskCredentials(id: string): Promise<number>;
+  /** Feed events after `since` (exclusive; undefined = from the oldest retained), oldest first. */
+  readRevocations(since: string | undefined, limit: number): Promise<RevocationEvent[]>;
+  /**
+   * Waits up to `blockMs` for events after `since` (a blocking read on a connection of its own) and
+   * returns them; [] on timeout, and [] at once when `signal` aborts. `since` '$' means "from now".
+   */
+  waitForRevocations(since: string, blockMs: number, signal?: AbortSignal): Promise<RevocationEvent[]>;
+  /** The id of the newest feed event, or '0-0'. */
+  lastRevocationId(): Promise<string>;
+  /** Drops feed events older than `before` (epoch seconds); they concern only expired credentials. */
+  trimRevocations(before: number): Promise<void>;
+  /** For the sweeper: ended tasks whose fan-out is unfinished, and active tasks whose deadline has passed. */
+  pendingTasks(now: number, limit: number): Promise<{ ending: string[]; overdue: string[] }>;
 
   // shared key material (so that every replica signs with the same keys)
   /** Stores `value` under `name` unless a value exists; returns the value that is stored. */

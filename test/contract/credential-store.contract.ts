@@ -1,12 +1,17 @@
 // The CredentialStore contract: one behaviour suite that every adapter (memory, Redis) runs.
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { WritError } from '../../src/errors.ts';
+import { credentialStatus } from '../../src/store/status.ts';
 import type {
+  CredentialFilter,
   CredentialRecord,
   CredentialStore,
   JoinTokenRecord,
+  Page,
   RegistrationEntryInput,
+  RevocationEvent,
   TaskInit,
+  TaskRecord,
 } from '../../src/store/types.ts';
 import { FakeClock } from '../helpers/clock.ts';
 
@@ -16,9 +21,15 @@ export const CONTRACT_RETENTION_SECONDS = 60;
 const OWNER = 'spiffe://example.org/ci/build';
 const OTHER = 'spiffe://example.org/ci/deploy';
 
+/**
+ * @param makeStore a fresh, empty store
+ * @param reopen a second store over the same data, as a restarted process would open it (the memory store,
+ *   whose data lives in the process, passes the same instance)
+ */
 export function credentialStoreContract(
   name: string,
   makeStore: (clock: FakeClock) => Promise<CredentialStore>,
+  reopen: (store: CredentialStore, clock: FakeClock) => Promise<CredentialStore> = async (store) => store,
 ): void {
   describe(`CredentialStore contract: ${name}`, () => {
     let fake: FakeClock;
@@ -436,6 +447,580 @@ export function credentialStoreContract(
         );
         expect(new Set(values).size).toBe(1);
         expect(await store.getKeyMaterial('ca')).toBe(values[0]);
+      });
+    });
+
+    // ---- task lifecycle, revocation and the feed
+
+    /** Records a credential (its task opened as needed) and insists that it was recorded. */
+    const issue = async (c: CredentialRecord, init: Partial<TaskInit> = {}) => {
+      const result = await store.recordIssuance(c, taskInit({ id: c.task, owner: c.spiffeId, ...init }));
+      expect(result.ok, `recording ${c.id}`).toBe(true);
+      return c;
+    };
+
+    const feed = () => store.readRevocations(undefined, 1000);
+    const credentialEvents = async () => (await feed()).filter((e) => e.kind === 'credential');
+    const ms = (id: string) => Number(id.split('-')[0]);
+
+    /** Every page of a listing, following `next`. */
+    const allPages = async <T>(list: (cursor: string | undefined) => Promise<Page<T>>): Promise<T[]> => {
+      const items: T[] = [];
+      let cursor: string | undefined;
+      for (let pages = 0; pages < 100; pages++) {
+        const page = await list(cursor);
+        items.push(...page.items);
+        if (page.next === undefined) return items;
+        cursor = page.next;
+      }
+      throw new Error('too many pages');
+    };
+    const listIds = async (filter: CredentialFilter, limit = 1000) =>
+      (await allPages((cursor) => store.listCredentials(filter, { cursor, limit }))).map(
+        (v) => v.credential.id,
+      );
+
+    describe('ending tasks', () => {
+      it('ends a task exactly once under ten concurrent calls, with one task event', async () => {
+        await issue(credential('c1', { expiresAt: now + 300 }));
+        await issue(credential('c2', { expiresAt: now + 900 }));
+        fake.advance(5000);
+        const results = await Promise.all(
+          Array.from({ length: 10 }, (_, i) =>
+            store.endTask('task-1', { status: 'completed', reason: `done_${i}`, at: now + 5 }),
+          ),
+        );
+        const winners = results.filter((r) => r?.ended === true);
+        expect(winners).toHaveLength(1);
+        const reason = winners[0]?.task.endReason;
+        const ended = {
+          id: 'task-1',
+          owner: OWNER,
+          origin: 'caller',
+          createdAt: now,
+          deadline: now + 3600,
+          status: 'completed',
+          endedAt: now + 5,
+          endReason: reason,
+        };
+        for (const r of results) expect(r?.task).toEqual(ended);
+        expect(await store.getTask('task-1')).toEqual(ended);
+        const events = await feed();
+        expect(events).toEqual([
+          {
+            id: expect.stringMatching(/^\d+-\d+$/),
+            kind: 'task',
+            task: 'task-1',
+            expiresAt: now + 900, // the last credential's expiry
+            reason,
+            revokedAt: now + 5,
+          },
+        ]);
+        expect(Object.keys(events[0]!).sort()).toEqual(
+          ['expiresAt', 'id', 'kind', 'reason', 'revokedAt', 'task'].sort(),
+        );
+      });
+
+      it('leaves an ended task unchanged when ended again, and answers null for an unknown task', async () => {
+        await issue(credential('c1'));
+        const first = await store.endTask('task-1', { status: 'revoked', reason: 'admin', at: now });
+        expect(first).toMatchObject({ ended: true, task: { status: 'revoked', endReason: 'admin' } });
+        fake.advance(1000);
+        const again = await store.endTask('task-1', { status: 'completed', reason: 'later', at: now + 1 });
+        expect(again).toEqual({ ended: false, task: first?.task });
+        expect(await store.getTask('task-1')).toEqual(first?.task);
+        expect(await feed()).toHaveLength(1);
+        expect(await store.endTask('nope', { status: 'completed', reason: 'done', at: now })).toBeNull();
+      });
+
+      it('ends a task whose deadline passed while it was still stored active (the deadline job)', async () => {
+        await issue(credential('c1', { expiresAt: now + 60 }), { deadline: now + 60 });
+        fake.advance(61_000);
+        expect((await store.getTask('task-1'))?.status).toBe('expired');
+        const result = await store.endTask('task-1', { status: 'expired', reason: 'deadline', at: now + 61 });
+        expect(result).toMatchObject({ ended: true, task: { status: 'expired', endedAt: now + 61 } });
+        expect(await feed()).toMatchObject([{ kind: 'task', task: 'task-1', expiresAt: now + 60 }]);
+      });
+
+      it('rejects a malformed end (a caller mistake)', async () => {
+        await issue(credential('c1'));
+        await expect(
+          store.endTask('task-1', { status: 'completed', reason: 'Not A Code', at: now }),
+        ).rejects.toThrow(TypeError);
+        await expect(
+          store.endTask('task-1', { status: 'active' as 'completed', reason: 'done', at: now }),
+        ).rejects.toThrow(TypeError);
+        expect((await store.getTask('task-1'))?.status).toBe('active');
+      });
+
+      it('makes every credential of the task read as revoked at once, and refuses new ones', async () => {
+        for (const id of ['c1', 'c2', 'c3']) await issue(credential(id));
+        await store.endTask('task-1', { status: 'completed', reason: 'task_done', at: now });
+        for (const id of ['c1', 'c2', 'c3']) {
+          const view = await store.getCredential(id);
+          expect(view?.credential.revokedAt).toBeUndefined(); // no fan-out has run yet
+          expect(credentialStatus(view!, now)).toBe('revoked');
+        }
+        expect(await listIds({ status: 'revoked' })).toEqual(['c3', 'c2', 'c1']);
+        expect(await listIds({ status: 'active' })).toEqual([]);
+        const refused = await store.recordIssuance(credential('c4'), taskInit());
+        expect(refused).toMatchObject({ ok: false, reason: 'task_ended', task: { status: 'completed' } });
+        expect(await store.getCredential('c4')).toBeNull();
+        expect(await store.countTaskCredentials('task-1')).toBe(3);
+      });
+
+      it('makes the credentials of a task ended as expired read as expired', async () => {
+        await issue(credential('c1'));
+        await store.endTask('task-1', { status: 'expired', reason: 'deadline', at: now });
+        expect(credentialStatus((await store.getCredential('c1'))!, now)).toBe('expired');
+        expect(await listIds({ status: 'expired' })).toEqual(['c1']);
+      });
+    });
+
+    describe('fan-out', () => {
+      /** Ten credentials: c0 and c1 expired by the time the task ends, c2 revoked on its own before. */
+      const tenCredentials = async () => {
+        for (let i = 0; i < 10; i++)
+          await issue(credential(`c${i}`, { expiresAt: now + (i < 2 ? 10 : 300) }));
+        expect((await store.revokeCredential('c2', 'key_compromise', now + 1))?.revoked).toBe(true);
+        fake.advance(20_000);
+        const end = await store.endTask('task-1', { status: 'completed', reason: 'task_done', at: now + 20 });
+        expect(end?.ended).toBe(true);
+      };
+
+      it('revokes the live credentials in batches, once each, skipping expired and revoked ones', async () => {
+        await tenCredentials();
+        const batches = [];
+        for (let i = 0; i < 4; i++) batches.push(await store.fanOutTask('task-1', 3));
+        expect(batches.map((b) => b.done)).toEqual([false, false, false, true]);
+        expect(batches.reduce((sum, b) => sum + b.revoked, 0)).toBe(7);
+        // idempotent once done
+        expect(await store.fanOutTask('task-1', 3)).toEqual({ revoked: 0, done: true });
+        expect(await store.fanOutTask('task-1', 100)).toEqual({ revoked: 0, done: true });
+
+        const events = await credentialEvents();
+        const ids = events.map((e) => e.credential);
+        expect(new Set(ids).size).toBe(ids.length);
+        expect([...ids].sort()).toEqual(['c2', 'c3', 'c4', 'c5', 'c6', 'c7', 'c8', 'c9']);
+        for (const e of events.filter((e) => e.credential !== 'c2')) {
+          expect(e).toEqual({
+            id: expect.stringMatching(/^\d+-\d+$/),
+            kind: 'credential',
+            credential: e.credential,
+            credentialType: 'jwt',
+            task: 'task-1',
+            expiresAt: now + 300,
+            reason: 'task_done',
+            revokedAt: now + 20,
+          });
+        }
+        for (let i = 0; i < 10; i++) {
+          const c = (await store.getCredential(`c${i}`))!.credential;
+          if (i < 2) expect(c.revokedAt).toBeUndefined();
+          else if (i === 2) expect(c).toMatchObject({ revokedAt: now + 1, revokedReason: 'key_compromise' });
+          else expect(c).toMatchObject({ revokedAt: now + 20, revokedReason: 'task_done' });
+        }
+        // the feed holds no SPIFFE ID
+        expect(JSON.stringify(await feed())).not.toContain('spiffe://');
+        expect((await store.pendingTasks(now + 20, 10)).ending).toEqual([]);
+      });
+
+      it('resumes after a crash: a new store instance continues where the last batch stopped', async () => {
+        await tenCredentials();
+        // visited in expiry order: c0 and c1 (expired), c2 (revoked already), c3
+        expect(await store.fanOutTask('task-1', 4)).toEqual({ revoked: 1, done: false });
+        const second = await reopen(store, fake);
+        try {
+          // a refused issuance on the ended task (which trims nothing) does not move the cursor
+          fake.advance(CONTRACT_RETENTION_SECONDS * 1000);
+          expect(await second.recordIssuance(credential('c10'), taskInit())).toMatchObject({
+            reason: 'task_ended',
+          });
+          fake.advance(-CONTRACT_RETENTION_SECONDS * 1000);
+          expect(await second.fanOutTask('task-1', 4)).toEqual({ revoked: 4, done: false }); // c4..c7
+          expect(await second.fanOutTask('task-1', 4)).toEqual({ revoked: 2, done: true }); // c8 c9
+          expect(await second.fanOutTask('task-1', 4)).toEqual({ revoked: 0, done: true });
+        } finally {
+          if (second !== store) await second.close();
+        }
+        const ids = (await credentialEvents()).map((e) => e.credential);
+        expect([...ids].sort()).toEqual(['c2', 'c3', 'c4', 'c5', 'c6', 'c7', 'c8', 'c9']);
+      });
+
+      it('does nothing for an active task, and is done at once for an unknown one', async () => {
+        await issue(credential('c1'));
+        expect(await store.fanOutTask('task-1', 10)).toEqual({ revoked: 0, done: false });
+        expect((await store.getCredential('c1'))?.credential.revokedAt).toBeUndefined();
+        expect(await store.fanOutTask('nope', 10)).toEqual({ revoked: 0, done: true });
+        expect(await feed()).toEqual([]);
+        await expect(store.fanOutTask('task-1', 0)).rejects.toThrow(TypeError);
+      });
+
+      it('revokes each credential once under concurrent fan-outs', async () => {
+        await tenCredentials();
+        await Promise.all(Array.from({ length: 6 }, () => store.fanOutTask('task-1', 2)));
+        while (!(await store.fanOutTask('task-1', 2)).done);
+        const ids = (await credentialEvents()).map((e) => e.credential);
+        expect(ids).toHaveLength(8);
+        expect(new Set(ids).size).toBe(8);
+      });
+    });
+
+    describe('revoking one credential', () => {
+      it('revokes once, with its event; a second call writes nothing', async () => {
+        const c1 = await issue(credential('c1'));
+        const first = await store.revokeCredential('c1', 'admin', now + 2);
+        const task = await store.getTask('task-1');
+        const revoked = { ...c1, revokedAt: now + 2, revokedReason: 'admin' };
+        expect(first).toEqual({ revoked: true, view: { credential: revoked, task } });
+        expect(await feed()).toEqual([
+          {
+            id: expect.stringMatching(/^\d+-\d+$/),
+            kind: 'credential',
+            credential: 'c1',
+            credentialType: 'jwt',
+            task: 'task-1',
+            expiresAt: c1.expiresAt,
+            reason: 'admin',
+            revokedAt: now + 2,
+          },
+        ]);
+        const again = await store.revokeCredential('c1', 'other', now + 3, 'task-1');
+        expect(again).toEqual({ revoked: false, view: { credential: revoked, task } });
+        expect(await feed()).toHaveLength(1);
+        expect(credentialStatus(again!.view, now)).toBe('revoked');
+      });
+
+      it('does not revoke an expired credential', async () => {
+        await issue(credential('c1', { expiresAt: now + 30 }));
+        fake.advance(30_000);
+        const result = await store.revokeCredential('c1', 'admin', now + 30);
+        expect(result).toMatchObject({ revoked: false, view: { credential: { id: 'c1' } } });
+        expect(result?.view.credential.revokedAt).toBeUndefined();
+        expect(await feed()).toEqual([]);
+      });
+
+      it('does not revoke a credential of an ended task (the task event covers it)', async () => {
+        await issue(credential('c1'));
+        await store.endTask('task-1', { status: 'completed', reason: 'task_done', at: now });
+        const result = await store.revokeCredential('c1', 'admin', now);
+        expect(result).toMatchObject({ revoked: false, view: { task: { status: 'completed' } } });
+        expect(result?.view.credential.revokedAt).toBeUndefined();
+        expect(await credentialEvents()).toEqual([]);
+      });
+
+      it('answers null for an unknown credential, or one looked up in the wrong task', async () => {
+        await issue(credential('c1'));
+        expect(await store.revokeCredential('nope', 'admin', now)).toBeNull();
+        expect(await store.revokeCredential('nope', 'admin', now, 'task-1')).toBeNull();
+        expect(await store.revokeCredential('c1', 'admin', now, 'task-2')).toBeNull();
+        expect(await feed()).toEqual([]);
+      });
+
+      it('lets exactly one of concurrent revocations win', async () => {
+        await issue(credential('c1'));
+        const results = await Promise.all(
+          Array.from({ length: 8 }, () => store.revokeCredential('c1', 'admin', now)),
+        );
+        expect(results.filter((r) => r?.revoked)).toHaveLength(1);
+        expect(await feed()).toHaveLength(1);
+      });
+
+      it('rejects a malformed reason (a caller mistake)', async () => {
+        await issue(credential('c1'));
+        await expect(store.revokeCredential('c1', 'has spaces', now)).rejects.toThrow(TypeError);
+        expect(await feed()).toEqual([]);
+      });
+    });
+
+    describe('revocation feed', () => {
+      /** Five credential events, c0..c4 in order. */
+      const fiveEvents = async (): Promise<RevocationEvent[]> => {
+        for (let i = 0; i < 5; i++) await issue(credential(`c${i}`));
+        for (let i = 0; i < 5; i++) await store.revokeCredential(`c${i}`, 'admin', now);
+        const events = await feed();
+        expect(events.map((e) => e.credential)).toEqual(['c0', 'c1', 'c2', 'c3', 'c4']);
+        return events;
+      };
+
+      it('pages oldest first, exclusive of `since`, with increasing ids', async () => {
+        expect(await store.lastRevocationId()).toBe('0-0');
+        expect(await feed()).toEqual([]);
+        const events = await fiveEvents();
+        const positions = events.map((e) => e.id.split('-').map(Number) as [number, number]);
+        for (let i = 1; i < positions.length; i++) {
+          const [a, b] = [positions[i - 1]!, positions[i]!];
+          expect(b[0] > a[0] || (b[0] === a[0] && b[1] > a[1])).toBe(true);
+        }
+        const page1 = await store.readRevocations(undefined, 2);
+        const page2 = await store.readRevocations(page1.at(-1)!.id, 2);
+        const page3 = await store.readRevocations(page2.at(-1)!.id, 2);
+        expect([page1, page2, page3].map((p) => p.length)).toEqual([2, 2, 1]);
+        expect([...page1, ...page2, ...page3]).toEqual(events);
+        expect(await store.readRevocations(page3.at(-1)!.id, 2)).toEqual([]);
+        expect(await store.readRevocations(events[2]!.id, 10)).toEqual(events.slice(3));
+        expect(await store.readRevocations('0', 10)).toEqual(events);
+        expect(await store.readRevocations('0-0', 10)).toEqual(events);
+        expect(await store.lastRevocationId()).toBe(events[4]!.id);
+      });
+
+      it('refuses a malformed position or limit with invalid_request', async () => {
+        for (const since of ['abc', '1-', '-1', '1-2-3', '', '12', '1-x', '$']) {
+          await expectWritError(store.readRevocations(since, 10), 'invalid_request');
+        }
+        await expectWritError(store.readRevocations(undefined, 0), 'invalid_request');
+        await expectWritError(store.readRevocations(undefined, 1.5), 'invalid_request');
+        expect(await store.readRevocations(undefined, 100_000)).toEqual([]);
+        await expectWritError(store.waitForRevocations('abc', 10), 'invalid_request');
+      });
+
+      it('returns waiting events at once, and events appended while waiting', async () => {
+        const events = await fiveEvents();
+        expect(await store.waitForRevocations(events[3]!.id, 5000)).toEqual(events.slice(4));
+        const since = await store.lastRevocationId();
+        const started = Date.now();
+        const waiting = store.waitForRevocations(since, 5000);
+        await new Promise((resolve) => setTimeout(resolve, 50));
+        await issue(credential('c9'));
+        await store.revokeCredential('c9', 'admin', now);
+        const got = await waiting;
+        expect(got).toMatchObject([{ kind: 'credential', credential: 'c9' }]);
+        expect(Date.now() - started).toBeLessThan(4000);
+      });
+
+      it("waits for new events only with '$'", async () => {
+        await fiveEvents();
+        const waiting = store.waitForRevocations('$', 5000);
+        await new Promise((resolve) => setTimeout(resolve, 200)); // the blocking read is in place
+        await issue(credential('c9'));
+        await store.revokeCredential('c9', 'admin', now);
+        expect((await waiting).map((e) => e.credential)).toEqual(['c9']);
+      });
+
+      it('returns [] when nothing comes within blockMs', async () => {
+        const started = Date.now();
+        expect(await store.waitForRevocations('$', 150)).toEqual([]);
+        expect(Date.now() - started).toBeGreaterThanOrEqual(100);
+      });
+
+      it('returns [] at once when aborted, and waits again afterwards', async () => {
+        const controller = new AbortController();
+        const started = Date.now();
+        const waiting = store.waitForRevocations('$', 10_000, controller.signal);
+        setTimeout(() => controller.abort(), 100);
+        expect(await waiting).toEqual([]);
+        expect(Date.now() - started).toBeLessThan(3000);
+        expect(await store.waitForRevocations('$', 10, controller.signal)).toEqual([]);
+        // a later wait works
+        const since = await store.lastRevocationId();
+        const next = store.waitForRevocations(since, 5000);
+        await issue(credential('c1'));
+        await store.revokeCredential('c1', 'admin', now);
+        expect((await next).map((e) => e.credential)).toEqual(['c1']);
+      });
+
+      it('drops events older than the given time', async () => {
+        const events = await fiveEvents();
+        const first = Math.floor(ms(events[0]!.id) / 1000);
+        const last = Math.floor(ms(events[4]!.id) / 1000);
+        await store.trimRevocations(first);
+        expect(await feed()).toEqual(events);
+        await store.trimRevocations(last + 1);
+        expect(await feed()).toEqual([]);
+        // later events still get later ids
+        await issue(credential('c9'));
+        await store.revokeCredential('c9', 'admin', now);
+        const [later] = await feed();
+        expect(ms(later!.id)).toBeGreaterThanOrEqual(ms(events[4]!.id));
+        expect(later!.id).not.toBe(events[4]!.id);
+      });
+    });
+
+    describe('listing credentials', () => {
+      it('pages newest first without skipping or repeating while credentials are added', async () => {
+        const originals: string[] = [];
+        for (let i = 0; i < 9; i++) {
+          await issue(credential(`c${i}`, { issuedAt: now + i, task: `task-${i % 3}` }));
+          originals.unshift(`c${i}`);
+        }
+        const seen: string[] = [];
+        let page = await store.listCredentials({}, { limit: 3 });
+        seen.push(...page.items.map((v) => v.credential.id));
+        await issue(credential('new-1', { issuedAt: now + 100, task: 'task-1' }));
+        await issue(credential('new-2', { issuedAt: now + 1, task: 'task-2' })); // among the old ones
+        for (let pages = 1; page.next !== undefined && pages < 10; pages++) {
+          page = await store.listCredentials({}, { limit: 3, cursor: page.next });
+          seen.push(...page.items.map((v) => v.credential.id));
+          await issue(credential(`new-p${pages}`, { issuedAt: now + 200 + pages, task: 'task-1' }));
+        }
+        expect(seen.slice(0, 3)).toEqual(originals.slice(0, 3));
+        expect(seen.filter((id) => originals.includes(id))).toEqual(originals);
+        expect(new Set(seen).size).toBe(seen.length);
+        expect(seen.filter((id) => id.startsWith('new-p'))).toEqual([]); // newer than the cursor
+      });
+
+      it('lists exactly three pages, ties broken by id (descending), with task views', async () => {
+        for (const id of ['a1', 'a2', 'a3']) await issue(credential(id, { issuedAt: now }));
+        for (const id of ['b1', 'b2', 'b3', 'b4', 'b5', 'b6'])
+          await issue(credential(id, { issuedAt: now + 1 }));
+        const page1 = await store.listCredentials({}, { limit: 3 });
+        const page2 = await store.listCredentials({}, { limit: 3, cursor: page1.next });
+        const page3 = await store.listCredentials({}, { limit: 3, cursor: page2.next });
+        const ids = [page1, page2, page3].map((p) => p.items.map((v) => v.credential.id));
+        expect(ids).toEqual([
+          ['b6', 'b5', 'b4'],
+          ['b3', 'b2', 'b1'],
+          ['a3', 'a2', 'a1'],
+        ]);
+        expect(page1.next).toBeDefined();
+        expect(page2.next).toBeDefined();
+        expect(page3.next).toBeUndefined();
+        expect(page1.items[0]).toEqual({
+          credential: credential('b6', { issuedAt: now + 1 }),
+          task: await store.getTask('task-1'),
+        });
+      });
+
+      it('filters by task, SPIFFE ID, attestor and derived status, combined with AND', async () => {
+        const A = 'spiffe://example.org/ci';
+        const AB = 'spiffe://example.org/ci/build';
+        const ABX = 'spiffe://example.org/ci/build/x';
+        const AX = 'spiffe://example.org/cix';
+        const shared = { origin: 'attestor' } as const;
+        await issue(credential('c1', { task: 't1', spiffeId: A, issuedAt: now + 1 }), shared);
+        await issue(
+          credential('c2', { task: 't1', spiffeId: AB, issuedAt: now + 2, attestor: 'k8s' }),
+          shared,
+        );
+        await issue(credential('c3', { task: 't2', spiffeId: ABX, issuedAt: now + 3, expiresAt: now + 10 }));
+        await issue(credential('c4', { task: 't3', spiffeId: AX, issuedAt: now + 4 }));
+        await issue(credential('c5', { task: 't3', spiffeId: AX, issuedAt: now + 5 }));
+        await issue(credential('c6', { task: 't4', spiffeId: AB, issuedAt: now + 6 }));
+        await store.revokeCredential('c4', 'admin', now);
+        await store.endTask('t4', { status: 'revoked', reason: 'admin', at: now });
+        fake.advance(10_000); // c3 has expired
+
+        expect(await listIds({ task: 't1' })).toEqual(['c2', 'c1']);
+        expect(await listIds({ task: 't1' }, 1)).toEqual(['c2', 'c1']);
+        expect(await listIds({ task: 'nope' })).toEqual([]);
+        expect(await listIds({ spiffeId: AB })).toEqual(['c6', 'c2']);
+        expect(await listIds({ spiffeIdPrefix: A })).toEqual(['c6', 'c3', 'c2', 'c1']);
+        expect(await listIds({ spiffeIdPrefix: `${A}/` })).toEqual(['c6', 'c3', 'c2']);
+        expect(await listIds({ spiffeIdPrefix: AB })).toEqual(['c6', 'c3', 'c2']);
+        expect(await listIds({ spiffeIdPrefix: 'spiffe://example.org/c' })).toEqual([]);
+        expect(await listIds({ attestor: 'k8s' })).toEqual(['c2']);
+        expect(await listIds({ status: 'active' })).toEqual(['c5', 'c2', 'c1']);
+        expect(await listIds({ status: 'expired' })).toEqual(['c3']);
+        expect(await listIds({ status: 'revoked' })).toEqual(['c6', 'c4']);
+        expect(await listIds({ task: 't3', status: 'active' })).toEqual(['c5']);
+        expect(await listIds({ spiffeIdPrefix: A, attestor: 'github_actions', status: 'active' })).toEqual([
+          'c1',
+        ]);
+        expect(await listIds({ spiffeId: AX, status: 'revoked' }, 1)).toEqual(['c4']);
+        const page = await store.listCredentials({ task: 't4' }, { limit: 10 });
+        expect(page.items.map((v) => v.task?.status)).toEqual(['revoked']);
+      });
+
+      it('bounds the work of a filtered page: a short page still carries a cursor', async () => {
+        await issue(credential('rare', { attestor: 'rare', issuedAt: now }));
+        for (let i = 0; i < 60; i++) await issue(credential(`c${i}`, { issuedAt: now + 1 + i }));
+        const first = await store.listCredentials({ attestor: 'rare' }, { limit: 1 });
+        expect(first.items).toEqual([]);
+        expect(first.next).toBeDefined();
+        const second = await store.listCredentials({ attestor: 'rare' }, { limit: 1, cursor: first.next });
+        expect(second.items.map((v) => v.credential.id)).toEqual(['rare']);
+        expect(second.next).toBeUndefined();
+      });
+
+      it('refuses an invalid cursor or limit with invalid_request', async () => {
+        await issue(credential('c1'));
+        await issue(credential('c2'));
+        const { next } = await store.listCredentials({}, { limit: 1 });
+        expect(next).toBeDefined();
+        const taskCursor = (await store.listTasks({}, { limit: 1 })).next;
+        for (const cursor of [
+          'not a cursor!',
+          'abc',
+          Buffer.from('1|2|3').toString('base64url'),
+          `${next}!`,
+          '',
+        ]) {
+          await expectWritError(store.listCredentials({}, { limit: 1, cursor }), 'invalid_request');
+        }
+        await issue(credential('t2c', { task: 'task-2' }));
+        const tasks = await store.listTasks({}, { limit: 1 });
+        expect(tasks.next).toBeDefined();
+        await expectWritError(store.listCredentials({}, { limit: 1, cursor: tasks.next }), 'invalid_request');
+        await expectWritError(store.listTasks({}, { limit: 1, cursor: next }), 'invalid_request');
+        expect(taskCursor).toBeUndefined();
+        for (const limit of [0, 1001, 1.5, -1]) {
+          await expectWritError(store.listCredentials({}, { limit }), 'invalid_request');
+          await expectWritError(store.listTasks({}, { limit }), 'invalid_request');
+        }
+      });
+
+      it('counts the credentials a task retains', async () => {
+        await issue(credential('c1', { expiresAt: now + 10 }));
+        await issue(credential('c2'));
+        await issue(credential('c3'));
+        await store.revokeCredential('c3', 'admin', now);
+        expect(await store.countTaskCredentials('task-1')).toBe(3);
+        expect(await store.countTaskCredentials('nope')).toBe(0);
+        fake.advance((10 + CONTRACT_RETENTION_SECONDS) * 1000); // c1 is dropped
+        expect(await store.countTaskCredentials('task-1')).toBe(2);
+        expect(await listIds({ task: 'task-1' })).toEqual(['c3', 'c2']);
+        expect(await listIds({})).toEqual(['c3', 'c2']);
+      });
+    });
+
+    describe('listing tasks', () => {
+      it('pages newest first, filtered by derived status and owner', async () => {
+        await issue(credential('c1', { task: 'old', expiresAt: now + 60 }), { deadline: now + 60 });
+        fake.advance(1000);
+        await issue(credential('c2', { task: 'mid', issuedAt: now + 1 }));
+        fake.advance(1000);
+        await issue(credential('c3', { task: 'new', issuedAt: now + 2, spiffeId: OTHER }));
+        await store.endTask('mid', { status: 'completed', reason: 'task_done', at: now + 2 });
+
+        const page1 = await store.listTasks({}, { limit: 2 });
+        const page2 = await store.listTasks({}, { limit: 2, cursor: page1.next });
+        expect(page1.items.map((t) => t.id)).toEqual(['new', 'mid']);
+        expect(page2.items.map((t) => t.id)).toEqual(['old']);
+        expect(page2.next).toBeUndefined();
+        expect(page1.items[0]).toEqual(await store.getTask('new'));
+
+        const ids = async (filter: { status?: TaskRecord['status']; owner?: string }) =>
+          (await allPages((cursor) => store.listTasks(filter, { cursor, limit: 1 }))).map((t) => t.id);
+        expect(await ids({ status: 'active' })).toEqual(['new', 'old']);
+        expect(await ids({ status: 'completed' })).toEqual(['mid']);
+        expect(await ids({ owner: OTHER })).toEqual(['new']);
+        expect(await ids({ owner: OWNER, status: 'active' })).toEqual(['old']);
+        fake.advance(60_000); // `old` passes its deadline: derived expired
+        expect(await ids({ status: 'expired' })).toEqual(['old']);
+        expect(await ids({ status: 'active' })).toEqual(['new']);
+      });
+    });
+
+    describe('pending tasks (for the sweeper)', () => {
+      it('lists overdue active tasks and ended tasks whose fan-out is unfinished', async () => {
+        await issue(credential('a1', { task: 'a', expiresAt: now + 100 }), { deadline: now + 100 });
+        await issue(credential('b1', { task: 'b' }), { deadline: now + 1000 });
+        await issue(credential('c1', { task: 'c' }));
+        await issue(credential('d1', { task: 'd', expiresAt: now + 50 }), { deadline: now + 50 });
+        expect(await store.pendingTasks(now, 10)).toEqual({ ending: [], overdue: [] });
+        await store.endTask('c', { status: 'completed', reason: 'task_done', at: now });
+        expect(await store.pendingTasks(now, 10)).toEqual({ ending: ['c'], overdue: [] });
+        fake.advance(100_000);
+        expect(await store.pendingTasks(now + 100, 10)).toEqual({ ending: ['c'], overdue: ['d', 'a'] });
+        expect(await store.pendingTasks(now + 100, 1)).toEqual({ ending: ['c'], overdue: ['d'] });
+        // ending a task moves it from overdue to ending (oldest end first)
+        await store.endTask('a', { status: 'expired', reason: 'deadline', at: now + 100 });
+        expect(await store.pendingTasks(now + 100, 10)).toEqual({ ending: ['c', 'a'], overdue: ['d'] });
+        // a finished fan-out leaves the queue
+        expect(await store.fanOutTask('c', 10)).toEqual({ revoked: 1, done: true });
+        expect(await store.fanOutTask('a', 10)).toEqual({ revoked: 0, done: true });
+        expect(await store.pendingTasks(now + 100, 10)).toEqual({ ending: [], overdue: ['d'] });
+        expect(await store.pendingTasks(now + 1000, 10)).toEqual({ ending: [], overdue: ['d', 'b'] });
       });
     });
 

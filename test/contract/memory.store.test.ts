@@ -46,6 +46,37 @@ describe('MemoryStore', () => {
     expect(size.joinTokens).toBeLessThan(100);
   });
 
+  it('numbers feed events as a Redis stream would: clock ms, a sequence within one ms, never backwards', async () => {
+    const fake = new FakeClock(1_700_000_000_000);
+    const store = new MemoryStore({ clock: fake.clock });
+    const now = fake.seconds();
+    for (let i = 0; i < 4; i++) {
+      await store.recordIssuance(
+        {
+          id: `c${i}`,
+          type: 'jwt',
+          spiffeId: 'spiffe://example.org/w',
+          task: 't',
+          attestor: 'join_token',
+          audience: [],
+          issuedAt: now,
+          expiresAt: now + 300,
+          kid: 'k',
+        },
+        { id: 't', owner: 'spiffe://example.org/w', origin: 'generated', deadline: now + 600 },
+      );
+    }
+    await store.revokeCredential('c0', 'admin', now);
+    await store.revokeCredential('c1', 'admin', now);
+    fake.advance(5);
+    await store.revokeCredential('c2', 'admin', now);
+    fake.advance(-1000); // a clock stepped back
+    await store.revokeCredential('c3', 'admin', now);
+    const ids = (await store.readRevocations(undefined, 10)).map((e) => e.id);
+    expect(ids).toEqual(['1700000000000-0', '1700000000000-1', '1700000000005-0', '1700000000005-1']);
+    expect(await store.lastRevocationId()).toBe('1700000000005-1');
+  });
+
   it('uses the system clock by default', async () => {
     const store = new MemoryStore({});
     const before = Math.floor(Date.now() / 1000);

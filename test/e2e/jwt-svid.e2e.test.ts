@@ -118,12 +118,12 @@ describe.each(['memory', 'redis'] as const)('JWT-SVID issuance with the %s store
   });
 
   it('binds credentials to the task a join token was made for', async () => {
-    const token = await joinToken(b, { spiffeId: WORKLOAD, task: 'deploy-7' });
+    const token = await joinToken(b, { spiffeId: WORKLOAD, task: 'deploy:7' });
     const mismatch = await exchange(b, token, { task: 'other' });
     expect(mismatch.status).toBe(403);
     expect(mismatch.body.error).toBe('ERR_TASK_MISMATCH');
-    const res = await exchange(b, await joinToken(b, { spiffeId: WORKLOAD, task: 'deploy-7' }));
-    expect(res.body.task).toBe('deploy-7');
+    const res = await exchange(b, await joinToken(b, { spiffeId: WORKLOAD, task: 'deploy:7' }));
+    expect(res.body.task).toBe('deploy:7');
   });
 
   it('caps the ttl with the registration entry and enforces its audiences', async () => {

@@ -29,6 +29,7 @@ const INVALID_IDS: Array<[string, string]> = [
   ['trailing newline', `spiffe://${TD}/svc\n`],
   ['too long', `spiffe://${TD}/${'a'.repeat(2048)}`],
   ['trust domain too long', `spiffe://${'a'.repeat(256)}/svc`],
+  ['the trust domain ID itself (no path)', `spiffe://${TD}`],
   ['not a string', 42 as unknown as string],
 ];
 
@@ -213,6 +214,15 @@ describe('request validation', () => {
         expect(ok.status).toBe(200);
       }
     });
+  });
+
+  it('refuses a join-token task outside a platform namespace', async () => {
+    const res = await b.admin('POST', '/v1/admin/join-tokens', { spiffeId: ID, task: 'release-42' });
+    expect(res.status).toBe(400);
+    expect(res.body.error).toBe('invalid_request');
+    expect(
+      (await b.admin('POST', '/v1/admin/join-tokens', { spiffeId: ID, task: 'release:42' })).status,
+    ).toBe(201);
   });
 
   it('answers unknown routes with a structured 404', async () => {

@@ -16,9 +16,13 @@ describe('broker with Redis down', () => {
     });
   });
   afterAll(async () => {
+    console.log('a');
     await b?.close();
+    console.log('b');
     await b2?.close();
+    console.log('c');
     await redis?.stop();
+    console.log('d');
   });
 
   it('answers 503 to issuance and introspection, returns no token, and recovers when Redis returns', async () => {

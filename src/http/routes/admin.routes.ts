@@ -1,10 +1,20 @@
 // Admin endpoints: registration entries and join tokens (bearer token; MFA arrives with admin accounts).
 import { type RequestHandler, Router } from 'express';
+import { z } from 'zod';
 import { createJoinToken } from '../../../attestors/join_token/index.ts';
 import type { Deps } from '../../deps.ts';
 import { WritError } from '../../errors.ts';
-import type { RegistrationEntryInput } from '../../store/types.ts';
-import { adminAuth, parseBody, requireJson } from '../middleware.ts';
+import { type BulkSelector, REASON_ADMIN, REASON_PATTERN } from '../../lifecycle/lifecycle.service.ts';
+import { isTaskId, taskIdSchema } from '../../lifecycle/task-id.ts';
+import { spiffeIdSchema } from '../../spiffe/spiffe-id.ts';
+import { credentialStatus } from '../../store/status.ts';
+import {
+  type CredentialView,
+  type RegistrationEntryInput,
+  seconds,
+  type TaskRecord,
+} from '../../store/types.ts';
+import { adminAuth, invalidRequest, parseBody, requireJson } from '../middleware.ts';
 import { entrySchema, joinTokenRequestSchema } from '../schemas.ts';
 
 const ENTRY_ID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/;
@@ -78,6 +88,174 @@ function createJoinTokenStep(deps: Deps): RequestHandler {
   };
 }
 
+const reasonSchema = z
+  .string()
+  .regex(REASON_PATTERN, 'a reason is a lowercase code like key_compromise')
+  .optional();
+const revokeBodySchema = z.strictObject({ reason: reasonSchema });
+const bulkBodySchema = z
+  .strictObject({
+    task: taskIdSchema.optional(),
+    spiffeId: spiffeIdSchema.optional(),
+    spiffeIdPrefix: spiffeIdSchema.optional(),
+    attestor: z
+      .string()
+      .regex(/^[a-z0-9_]{1,64}$/)
+      .optional(),
+    reason: reasonSchema,
+  })
+  .refine(
+    (b) => [b.task, b.spiffeId, b.spiffeIdPrefix, b.attestor].filter((v) => v !== undefined).length === 1,
+    'name exactly one of task, spiffeId, spiffeIdPrefix, attestor',
+  );
+
+const pageQuery = {
+  cursor: z.string().max(1024).optional(),
+  limit: z.coerce.number().int().min(1).max(1000).default(100),
+};
+const credentialQuery = z.strictObject({
+  ...pageQuery,
+  task: taskIdSchema.optional(),
+  spiffeId: spiffeIdSchema.optional(),
+  spiffeIdPrefix: spiffeIdSchema.optional(),
+  attestor: z
+    .string()
+    .regex(/^[a-z0-9_]{1,64}$/)
+    .optional(),
+  status: z.enum(['active', 'expired', 'revoked']).optional(),
+});
+const taskQuery = z.strictObject({
+  ...pageQuery,
+  owner: spiffeIdSchema.optional(),
+  status: z.enum(['active', 'completed', 'expired', 'revoked']).optional(),
+});
+
+function parseQuery<S extends z.ZodType>(schema: S, query: unknown): z.output<S> {
+  const result = schema.safeParse(query);
+  if (!result.success) throw invalidRequest(result.error);
+  return result.data;
+}
+
+/** The admin view of a credential: its record with the derived status. */
+export function credentialJson(view: CredentialView, now: number): Record<string, unknown> {
+  const { credential: c, task } = view;
+  const status = credentialStatus(view, now);
+  const ended = task?.endedAt !== undefined && task.status !== 'expired';
+  return {
+    id: c.id,
+    type: c.type,
+    spiffeId: c.spiffeId,
+    task: c.task,
+    attestor: c.attestor,
+    audience: c.audience,
+    issuedAt: c.issuedAt,
+    expiresAt: c.expiresAt,
+    kid: c.kid,
+    legacy: c.legacy ?? false,
+    status,
+    ...(status === 'revoked'
+      ? {
+          revokedAt: c.revokedAt ?? (ended ? task?.endedAt : undefined),
+          revokedReason: c.revokedReason ?? (ended ? task?.endReason : undefined),
+        }
+      : {}),
+    taskStatus: task?.status ?? null,
+  };
+}
+
+function taskJson(task: TaskRecord): Record<string, unknown> {
+  return { ...task };
+}
+
+const idParam = (what: 'credential' | 'task'): RequestHandler =>
+  function idParamStep(req, res, next) {
+    const id = req.params.id;
+    const ok = typeof id === 'string' && (what === 'task' ? isTaskId(id) : /^[A-Za-z0-9-]{1,64}$/.test(id));
+    if (!ok) {
+      next(new WritError('ERR_NOT_FOUND', `no such ${what}`));
+      return;
+    }
+    res.locals.id = id;
+    next();
+  };
+
+function listCredentials(deps: Deps): RequestHandler {
+  return async function listCredentialsStep(req, res) {
+    const { cursor, limit, ...filter } = parseQuery(credentialQuery, req.query);
+    const page = await deps.store.listCredentials(filter, { cursor, limit });
+    const now = seconds(deps.clock);
+    res.json({ items: page.items.map((v) => credentialJson(v, now)), next: page.next ?? null });
+  };
+}
+
+function getCredential(deps: Deps): RequestHandler {
+  return async function getCredentialStep(_req, res) {
+    const view = await deps.store.getCredential(res.locals.id as string);
+    if (!view) throw new WritError('ERR_NOT_FOUND', 'no such credential');
+    res.json(credentialJson(view, seconds(deps.clock)));
+  };
+}
+
+function revokeCredential(deps: Deps): RequestHandler {
+  return async function revokeCredentialStep(_req, res) {
+    const reason = (res.locals.body as { reason?: string }).reason ?? REASON_ADMIN;
+    const result = await deps.lifecycle.revokeCredential(res.locals.id as string, reason);
+    deps.logger.info(
+      { reqId: res.locals.reqId, id: res.locals.id, reason, revoked: result.revoked },
+      'admin revoke',
+    );
+    res.json({ revoked: result.revoked, credential: credentialJson(result.view, seconds(deps.clock)) });
+  };
+}
+
+function listTasks(deps: Deps): RequestHandler {
+  return async function listTasksStep(req, res) {
+    const { cursor, limit, ...filter } = parseQuery(taskQuery, req.query);
+    const page = await deps.store.listTasks(filter, { cursor, limit });
+    res.json({ items: page.items.map(taskJson), next: page.next ?? null });
+  };
+}
+
+function getTask(deps: Deps): RequestHandler {
+  return async function getTaskStep(_req, res) {
+    const task = await deps.store.getTask(res.locals.id as string);
+    if (!task) throw new WritError('ERR_NOT_FOUND', 'no such task');
+    const credentials = await deps.store.countTaskCredentials(task.id);
+    res.json({ ...taskJson(task), credentials });
+  };
+}
+
+function revokeTask(deps: Deps): RequestHandler {
+  return async function revokeTaskStep(_req, res) {
+    const reason = (res.locals.body as { reason?: string }).reason ?? REASON_ADMIN;
+    const task = await deps.lifecycle.endTask(res.locals.id as string, 'revoked', reason);
+    deps.logger.info({ reqId: res.locals.reqId, task: task.id, reason }, 'admin revoked task');
+    res.status(202).json(taskJson(task));
+  };
+}
+
+function bulkRevoke(deps: Deps): RequestHandler {
+  return async function bulkRevokeStep(_req, res) {
+    const { reason, ...rest } = res.locals.body as z.output<typeof bulkBodySchema>;
+    const selector = Object.fromEntries(
+      Object.entries(rest).filter(([, v]) => v !== undefined),
+    ) as BulkSelector;
+    const result = await deps.lifecycle.bulkRevoke(selector, reason ?? REASON_ADMIN);
+    deps.logger.info({ reqId: res.locals.reqId, selector, ...result }, 'admin bulk revocation');
+    res.json(result);
+  };
+}
+
+/** An empty body is an empty object for the revoke endpoints, whose body is optional. */
+const optionalJson: RequestHandler = function optionalJson(req, _res, next) {
+  if (req.headers['content-length'] === '0' || (req.body === undefined && !req.headers['content-type'])) {
+    req.body = {};
+    next();
+    return;
+  }
+  requireJson(req, _res, next);
+};
+
 export function adminRoutes(deps: Deps): Router {
   const router = Router();
   const td = deps.config.trustDomain;
@@ -99,5 +277,24 @@ export function adminRoutes(deps: Deps): Router {
     parseBody(joinTokenRequestSchema(td)),
     createJoinTokenStep(deps),
   );
+  router.get('/v1/admin/credentials', listCredentials(deps));
+  router.get('/v1/admin/credentials/:id', idParam('credential'), getCredential(deps));
+  router.post(
+    '/v1/admin/credentials/:id/revoke',
+    idParam('credential'),
+    optionalJson,
+    parseBody(revokeBodySchema),
+    revokeCredential(deps),
+  );
+  router.get('/v1/admin/tasks', listTasks(deps));
+  router.get('/v1/admin/tasks/:id', idParam('task'), getTask(deps));
+  router.post(
+    '/v1/admin/tasks/:id/revoke',
+    idParam('task'),
+    optionalJson,
+    parseBody(revokeBodySchema),
+    revokeTask(deps),
+  );
+  router.post('/v1/admin/revocations', requireJson, parseBody(bulkBodySchema), bulkRevoke(deps));
   return router;
 }

@@ -5,20 +5,54 @@
 // max(deadline, latest credential expiry) + retention, a join token at its expiry. Reads skip dropped
 // records; each write also sweeps a bounded number of them so that memory does not grow forever.
 // Stored objects are copied in and out: callers never hold a reference into the store.
+//
+// Lifecycle: the revocation feed is an in-memory list with Redis-style ids `<ms>-<seq>` (the injected clock's ms,
+// a sequence within one ms; never going backwards). Listings order and page exactly as the Redis adapter (the
+// same listing keys and paging loop, src/store/shared.ts). A fan-out visits a task's credentials in the Redis
+// zset order (expiresAt, then id) with an index cursor kept on the task.
 
 import { randomUUID } from 'node:crypto';
 import { WritError } from '../../errors.ts';
 import {
+  assertBatchSize,
+  assertBlockMs,
+  assertEpoch,
+  assertIssuance,
+  assertLimit,
+  assertReason,
+  assertTaskEnd,
+  compareFeedPositions,
+  compareKeys,
+  credentialFilterNarrows,
+  credentialKey,
+  decodeCursor,
+  type Loaded,
+  MAX_FEED_READ,
+  matchesCredential,
+  matchesTask,
+  parseFeedPosition,
+  scanPage,
+  sliceAfter,
+  taskKey,
+  WAIT_COUNT,
+} from '../shared.ts';
+import {
   type Clock,
+  type CredentialFilter,
   type CredentialRecord,
   type CredentialStore,
   type CredentialView,
   type JoinTokenRecord,
+  type Page,
+  type PageRequest,
   type RecordIssuanceResult,
   type RegistrationEntry,
   type RegistrationEntryInput,
+  type RevocationEvent,
   seconds,
   systemClock,
+  type TaskEnd,
+  type TaskFilter,
   type TaskInit,
   type TaskRecord,
 } from '../types.ts';
@@ -36,6 +70,15 @@ interface TaskSlot {
   task: TaskRecord;
   credentials: Map<string, CredentialRecord>;
   dropAt: number;
+  /** Set when the task ends: the next credential index to visit, and whether every one was visited. */
+  fanOut?: { cursor: number; done: boolean };
+}
+
+type FeedPosition = [bigint, bigint];
+
+interface FeedEntry {
+  position: FeedPosition;
+  event: RevocationEvent;
 }
 
 export class MemoryStore implements CredentialStore {
@@ -48,6 +91,12 @@ export class MemoryStore implements CredentialStore {
   /** Credential id -> task id, for lookups without the task. */
   readonly #credentialIndex = new Map<string, { task: string; dropAt: number }>();
   readonly #keyMaterial = new Map<string, string>();
+  /** The revocation feed, oldest first. */
+  #feed: FeedEntry[] = [];
+  /** The last feed id handed out (kept when the feed is trimmed, as a Redis stream keeps its last id). */
+  #lastPosition: [number, number] = [0, 0];
+  /** Woken on each append and on close. */
+  readonly #feedWaiters = new Set<() => void>();
   #closed = false;
 
   constructor(opts: MemoryStoreOptions = {}) {
@@ -206,6 +255,260 @@ export class MemoryStore implements CredentialStore {
     return undefined;
   }
 
+  // ---- lifecycle: ending tasks, revoking credentials, listings
+
+  async endTask(id: string, end: TaskEnd): Promise<{ ended: boolean; task: TaskRecord } | null> {
+    this.#open();
+    assertTaskEnd(end);
+    const now = seconds(this.#clock);
+    const slot = this.#liveSlot(id, now);
+    if (slot === undefined) return null;
+    const task = slot.task;
+    if (task.status !== 'active') return { ended: false, task: taskView(task, now) };
+    task.status = end.status;
+    task.endedAt = end.at;
+    task.endReason = end.reason;
+    slot.fanOut = { cursor: 0, done: false };
+    let expiresAt: number | undefined;
+    for (const c of slot.credentials.values()) expiresAt = Math.max(expiresAt ?? c.expiresAt, c.expiresAt);
+    this.#append({
+      kind: 'task',
+      task: id,
+      expiresAt: expiresAt ?? task.deadline,
+      reason: end.reason,
+      revokedAt: end.at,
+    });
+    return { ended: true, task: taskView(task, now) };
+  }
+
+  async fanOutTask(id: string, batchSize: number): Promise<{ revoked: number; done: boolean }> {
+    this.#open();
+    assertBatchSize(batchSize);
+    const now = seconds(this.#clock);
+    const slot = this.#liveSlot(id, now);
+    if (slot === undefined) return { revoked: 0, done: true };
+    const { task, fanOut } = slot;
+    if (task.status === 'active' || fanOut === undefined) return { revoked: 0, done: false };
+    if (fanOut.done) return { revoked: 0, done: true };
+    // The Redis zset order: expiresAt, then id. An ended task's credentials never change, so the index holds.
+    const ordered = [...slot.credentials.values()].sort(
+      (a, b) => a.expiresAt - b.expiresAt || compareKeys(a.id, b.id),
+    );
+    let revoked = 0;
+    const batch = ordered.slice(fanOut.cursor, fanOut.cursor + batchSize);
+    for (const c of batch) {
+      if (c.revokedAt !== undefined || c.expiresAt <= now) continue;
+      c.revokedAt = task.endedAt ?? now;
+      c.revokedReason = task.endReason ?? task.status;
+      this.#appendCredentialEvent(c);
+      revoked++;
+    }
+    fanOut.cursor += batch.length;
+    if (fanOut.cursor >= ordered.length) fanOut.done = true;
+    return { revoked, done: fanOut.done };
+  }
+
+  async revokeCredential(
+    id: string,
+    reason: string,
+    at: number,
+    task?: string,
+  ): Promise<{ revoked: boolean; view: CredentialView } | null> {
+    this.#open();
+    assertReason(reason);
+    assertEpoch('at', at);
+    const now = seconds(this.#clock);
+    const taskId = task ?? this.#credentialIndex.get(id)?.task;
+    if (taskId === undefined) return null;
+    const slot = this.#liveSlot(taskId, now);
+    const credential = slot?.credentials.get(id);
+    if (slot === undefined || credential === undefined || now >= credential.expiresAt + this.#retention)
+      return null;
+    const taskRecord = taskView(slot.task, now);
+    const live = credential.revokedAt === undefined && credential.expiresAt > now;
+    if (!live || taskRecord.status !== 'active') {
+      return { revoked: false, view: { credential: structuredClone(credential), task: taskRecord } };
+    }
+    credential.revokedAt = at;
+    credential.revokedReason = reason;
+    this.#appendCredentialEvent(credential);
+    return { revoked: true, view: { credential: structuredClone(credential), task: taskRecord } };
+  }
+
+  async listCredentials(filter: CredentialFilter, page: PageRequest): Promise<Page<CredentialView>> {
+    this.#open();
+    assertLimit(page.limit);
+    const after = decodeCursor(page.cursor, 'credential');
+    const now = seconds(this.#clock);
+    const byKey = new Map<string, { slot: TaskSlot; credential: CredentialRecord }>();
+    const slots =
+      filter.task === undefined
+        ? [...this.#tasks.values()]
+        : [this.#tasks.get(filter.task)].filter((slot) => slot !== undefined);
+    for (const slot of slots) {
+      if (now >= slot.dropAt) continue;
+      for (const credential of slot.credentials.values())
+        byKey.set(credentialKey(credential), { slot, credential });
+    }
+    const sorted = [...byKey.keys()].sort((a, b) => compareKeys(b, a));
+    const keep = credentialFilterNarrows(filter)
+      ? (view: CredentialView) => matchesCredential(filter, view, now)
+      : undefined;
+    const source = {
+      fetch: async (from: string | undefined, count: number) => sliceAfter(sorted, from, count),
+      read: async (keys: string[]) =>
+        keys.map((key): Loaded<CredentialView> => {
+          const found = byKey.get(key);
+          if (found === undefined) return 'gone';
+          const { slot, credential } = found;
+          if (now >= credential.expiresAt + this.#retention) return 'hidden';
+          return { credential: structuredClone(credential), task: taskView(slot.task, now) };
+        }),
+    };
+    return scanPage(source, after, page.limit, keep);
+  }
+
+  async listTasks(filter: TaskFilter, page: PageRequest): Promise<Page<TaskRecord>> {
+    this.#open();
+    assertLimit(page.limit);
+    const after = decodeCursor(page.cursor, 'task');
+    const now = seconds(this.#clock);
+    const byKey = new Map<string, TaskSlot>();
+    for (const slot of this.#tasks.values()) {
+      if (now < slot.dropAt) byKey.set(taskKey(slot.task), slot);
+    }
+    const sorted = [...byKey.keys()].sort((a, b) => compareKeys(b, a));
+    const narrows = filter.status !== undefined || filter.owner !== undefined;
+    const source = {
+      fetch: async (from: string | undefined, count: number) => sliceAfter(sorted, from, count),
+      read: async (keys: string[]) =>
+        keys.map((key): Loaded<TaskRecord> => {
+          const slot = byKey.get(key);
+          return slot === undefined ? 'gone' : taskView(slot.task, now);
+        }),
+    };
+    return scanPage(source, after, page.limit, narrows ? (task) => matchesTask(filter, task) : undefined);
+  }
+
+  async countTaskCredentials(id: string): Promise<number> {
+    this.#open();
+    const now = seconds(this.#clock);
+    const slot = this.#liveSlot(id, now);
+    if (slot === undefined) return 0;
+    let count = 0;
+    for (const c of slot.credentials.values()) if (now < c.expiresAt + this.#retention) count++;
+    return count;
+  }
+
+  async pendingTasks(now: number, limit: number): Promise<{ ending: string[]; overdue: string[] }> {
+    this.#open();
+    assertEpoch('now', now);
+    assertLimit(limit);
+    const clockNow = seconds(this.#clock);
+    const ending: { id: string; at: number }[] = [];
+    const overdue: { id: string; at: number }[] = [];
+    for (const slot of this.#tasks.values()) {
+      if (clockNow >= slot.dropAt) continue;
+      const t = slot.task;
+      if (t.status !== 'active' && slot.fanOut?.done === false) ending.push({ id: t.id, at: t.endedAt ?? 0 });
+      if (t.status === 'active' && t.deadline <= now) overdue.push({ id: t.id, at: t.deadline });
+    }
+    // The Redis zset order: score, then id.
+    const ids = (list: { id: string; at: number }[]) =>
+      list
+        .sort((a, b) => a.at - b.at || compareKeys(a.id, b.id))
+        .slice(0, limit)
+        .map((entry) => entry.id);
+    return { ending: ids(ending), overdue: ids(overdue) };
+  }
+
+  // ---- the revocation feed
+
+  async readRevocations(since: string | undefined, limit: number): Promise<RevocationEvent[]> {
+    this.#open();
+    assertLimit(limit, MAX_FEED_READ);
+    const from = since === undefined ? undefined : parseFeedPosition(since);
+    return this.#eventsAfter(from, limit);
+  }
+
+  async waitForRevocations(since: string, blockMs: number, signal?: AbortSignal): Promise<RevocationEvent[]> {
+    this.#open();
+    assertBlockMs(blockMs);
+    const from: FeedPosition =
+      since === '$'
+        ? [BigInt(this.#lastPosition[0]), BigInt(this.#lastPosition[1])]
+        : parseFeedPosition(since);
+    const ready = this.#eventsAfter(from, WAIT_COUNT);
+    if (ready.length > 0 || blockMs === 0 || signal?.aborted) return ready;
+    return new Promise<RevocationEvent[]>((resolve, reject) => {
+      const finish = (events: RevocationEvent[] | Error) => {
+        clearTimeout(timer);
+        this.#feedWaiters.delete(wake);
+        signal?.removeEventListener('abort', onAbort);
+        if (events instanceof Error) reject(events);
+        else resolve(events);
+      };
+      const wake = () => {
+        if (this.#closed) {
+          finish(
+            new WritError('ERR_STORE_UNAVAILABLE', undefined, { cause: new Error('the store is closed') }),
+          );
+          return;
+        }
+        const events = this.#eventsAfter(from, WAIT_COUNT);
+        if (events.length > 0) finish(events);
+      };
+      const onAbort = () => finish([]);
+      const timer = setTimeout(() => finish([]), blockMs);
+      this.#feedWaiters.add(wake);
+      signal?.addEventListener('abort', onAbort, { once: true });
+    });
+  }
+
+  async lastRevocationId(): Promise<string> {
+    this.#open();
+    return this.#feed.at(-1)?.event.id ?? '0-0';
+  }
+
+  async trimRevocations(before: number): Promise<void> {
+    this.#open();
+    assertEpoch('before', before);
+    const min = BigInt(Math.max(0, before) * 1000);
+    this.#feed = this.#feed.filter((entry) => entry.position[0] >= min);
+  }
+
+  #eventsAfter(from: FeedPosition | undefined, limit: number): RevocationEvent[] {
+    const out: RevocationEvent[] = [];
+    for (const entry of this.#feed) {
+      if (from !== undefined && compareFeedPositions(entry.position, from) <= 0) continue;
+      out.push({ ...entry.event });
+      if (out.length === limit) break;
+    }
+    return out;
+  }
+
+  #appendCredentialEvent(c: CredentialRecord): void {
+    this.#append({
+      kind: 'credential',
+      credential: c.id,
+      credentialType: c.type,
+      task: c.task,
+      expiresAt: c.expiresAt,
+      reason: c.revokedReason ?? '',
+      revokedAt: c.revokedAt ?? 0,
+    });
+  }
+
+  /** Appends an event under the next id: the clock's ms, or the last ms with the next sequence (as XADD *). */
+  #append(event: Omit<RevocationEvent, 'id'>): void {
+    const ms = Math.floor(this.#clock());
+    const [lastMs, lastSeq] = this.#lastPosition;
+    this.#lastPosition = ms > lastMs ? [ms, 0] : [lastMs, lastSeq + 1];
+    const [m, q] = this.#lastPosition;
+    this.#feed.push({ position: [BigInt(m), BigInt(q)], event: { id: `${m}-${q}`, ...event } });
+    for (const wake of [...this.#feedWaiters]) wake();
+  }
+
   // ---- shared key material
 
   async putKeyMaterialIfAbsent(name: string, value: string): Promise<string> {
@@ -228,6 +531,7 @@ export class MemoryStore implements CredentialStore {
   /** Stops the store: later calls fail with ERR_STORE_UNAVAILABLE, as with a closed Redis store. */
   async close(): Promise<void> {
     this.#closed = true;
+    for (const wake of [...this.#feedWaiters]) wake();
   }
 
   #open(): void {
@@ -262,17 +566,6 @@ function taskView(task: TaskRecord, now: number): TaskRecord {
   // `expired` is derived: an active task whose deadline has passed has ended, whether or not a job has run.
   if (view.status === 'active' && now >= view.deadline) view.status = 'expired';
   return view;
-}
-
-function assertIssuance(credential: CredentialRecord, task: TaskInit): void {
-  if (credential.task !== task.id) throw new TypeError('credential.task must be the id of the task');
-  for (const [name, value] of [
-    ['credential.issuedAt', credential.issuedAt],
-    ['credential.expiresAt', credential.expiresAt],
-    ['task.deadline', task.deadline],
-  ] as const) {
-    if (!Number.isSafeInteger(value)) throw new TypeError(`${name} must be an integer (epoch seconds)`);
-  }
 }
 
 function buildEntry(

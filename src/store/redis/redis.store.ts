@@ -1,21 +1,43 @@
 // Redis adapter of the CredentialStore: every key of a task in one hash slot, Lua for each multi-key change.
 //
 // Data model (all times epoch seconds; `<p>` is the prefix, `writ:` by default):
-//   <p>{t:<task>}:task        hash    o owner, g origin, c createdAt, d deadline, s status, e endedAt, r endReason
+//   <p>{t:<task>}:task        hash    o owner, g origin, c createdAt, d deadline, s status, e endedAt, r endReason,
+//                                     p fan-out cursor (index into :creds), f fan-out done (1)
 //   <p>{t:<task>}:creds       zset    credential id -> expiresAt
 //   <p>{t:<task>}:cred:<id>   hash    y type, s spiffeId, a attestor, u audience (JSON array), i issuedAt,
 //                                     e expiresAt, k kid, l legacy (1|0), v revokedAt, w revokedReason
 //   <p>cidx:<id>              string  task id, so that a credential can be found without its task
+//   <p>idx:creds              zset    admin listing of credentials: scores 0, member `<issuedAt>|<id>|<task>`
+//                                     (issuedAt zero-padded to 10 digits): ZREVRANGEBYLEX lists newest first
+//                                     and resumes after a cursor member, whatever was inserted meanwhile
+//   <p>idx:tasks              zset    admin listing of tasks: scores 0, member `<createdAt>|<task>`
+//   <p>tasks:deadlines        zset    active task id -> deadline (the sweeper's overdue tasks)
+//   <p>tasks:ending           zset    ended task id -> endedAt, until its fan-out is done
+//   <p>revocations            stream  the public revocation feed, XADD `*` ids; fields k kind (t|c), t task,
+//                                     c credential id, y type, x expiresAt, r reason, v revokedAt (no SPIFFE ID)
 //   <p>entries                hash    entry id -> entry JSON
 //   <p>jt:<hash>              string  join token JSON; expires with the token
 //   <p>keys:<name>            string  shared key material; never expires
-// A credential key expires at expiresAt + retention, the task keys at max(deadline, latest credential expiry)
-// + retention (only ever extended). Decisions use the injected clock, passed to Lua in ARGV; key TTLs use the
-// server's time, so they are never in the past. Records past expiry + retention by the injected clock also
-// read as absent, so both adapters drop records at the same moment.
+// A credential key (and its cidx) expires at expiresAt + retention, the task keys at max(deadline, latest
+// credential expiry) + retention (only ever extended). Decisions use the injected clock, passed to Lua in ARGV;
+// key TTLs use the server's time, so they are never in the past. Records past expiry + retention by the injected
+// clock also read as absent, so both adapters drop records at the same moment.
+// The global zsets hold no TTL; their entries are trimmed once Redis has dropped the record they point to:
+// idx:* lazily by the listings (an entry whose record is gone is removed when a page meets it) and, oldest first
+// and bounded, by trimRevocations (the sweeper's periodic call); tasks:* by endTask and fanOutTask (a missing
+// task leaves both) and by pendingTasks (entries of tasks that are gone are removed, not returned).
+//
+// Atomicity and deployment: the target is a standalone Redis (an ioredis `Redis` client). The lifecycle scripts
+// (record-issuance, end-task, fan-out, revoke-credential) change a task's keys together with global keys (the
+// stream, the indexes) in one script, declared in KEYS: atomic on a standalone Redis, so a revocation is never
+// recorded without its feed event, nor an event emitted for a credential that is not revoked. Redis Cluster would
+// need these split (the global writes made at-least-once through an outbox); that is not supported yet. Every
+// task's keys stay in its `{t:<task>}` hash slot all the same.
 //
 // Connection: the Redis client belongs to the caller; this store never quits or disconnects it (close() only
-// stops the store). Lua scripts are registered on that client with defineCommand under `writ*` names.
+// stops the store). Lua scripts are registered on that client with defineCommand under `writ*` names. The
+// blocking feed reads (waitForRevocations) use a second connection of the store's own, made lazily with
+// `redis.duplicate()` and closed by close().
 // Failures: every call is wrapped; a Redis that is unreachable, refuses (LOADING, READONLY, OOM...) or does not
 // answer within `commandTimeoutMs` gives WritError ERR_STORE_UNAVAILABLE with the client error only as the
 // cause. The timeout makes the store fail fast whatever the client's options, but a command that timed out may
@@ -28,16 +50,49 @@ import type { Redis, RedisOptions } from 'ioredis';
 import { z } from 'zod';
 import { WritError } from '../../errors.ts';
 import {
+  assertBatchSize,
+  assertBlockMs,
+  assertEpoch,
+  assertIssuance,
+  assertLimit,
+  assertReason,
+  assertTaskEnd,
+  compareKeys,
+  credentialFilterNarrows,
+  credentialKey,
+  decodeCursor,
+  formatFeedPosition,
+  type Loaded,
+  MAX_FEED_READ,
+  MAX_STREAM_ID,
+  matchesCredential,
+  matchesTask,
+  parseCredentialKey,
+  parseFeedPosition,
+  parseTaskKey,
+  type ScanSource,
+  scanPage,
+  sliceAfter,
+  taskKey,
+  WAIT_COUNT,
+} from '../shared.ts';
+import {
   type Clock,
+  type CredentialFilter,
   type CredentialRecord,
   type CredentialStore,
   type CredentialView,
   type JoinTokenRecord,
+  type Page,
+  type PageRequest,
   type RecordIssuanceResult,
   type RegistrationEntry,
   type RegistrationEntryInput,
+  type RevocationEvent,
   seconds,
   systemClock,
+  type TaskEnd,
+  type TaskFilter,
   type TaskInit,
   type TaskRecord,
   type TaskStatus,
@@ -74,6 +129,11 @@ export function redisKeys(prefix: string) {
     taskCredentials: (task: string) => `${prefix}{t:${task}}:creds`,
     credential: (task: string, id: string) => `${prefix}{t:${task}}:cred:${id}`,
     credentialIndex: (id: string) => `${prefix}cidx:${id}`,
+    credentialListing: `${prefix}idx:creds`,
+    taskListing: `${prefix}idx:tasks`,
+    taskDeadlines: `${prefix}tasks:deadlines`,
+    tasksEnding: `${prefix}tasks:ending`,
+    revocations: `${prefix}revocations`,
     entries: `${prefix}entries`,
     joinToken: (hash: string) => `${prefix}jt:${hash}`,
     keyMaterial: (name: string) => `${prefix}keys:${name}`,
@@ -89,6 +149,19 @@ export const TASK_FIELDS = {
   status: 's',
   endedAt: 'e',
   endReason: 'r',
+  fanOutCursor: 'p',
+  fanOutDone: 'f',
+} as const;
+
+/** Field names of a revocation stream entry; `kind` is `t` (task) or `c` (credential). */
+export const EVENT_FIELDS = {
+  kind: 'k',
+  task: 't',
+  credential: 'c',
+  credentialType: 'y',
+  expiresAt: 'x',
+  reason: 'r',
+  revokedAt: 'v',
 } as const;
 
 /** Field names of the credential hash. */
@@ -108,8 +181,11 @@ export const CREDENTIAL_FIELDS = {
 // ---- Lua scripts: files in ./lua named <name>-<numKeys>.lua, registered under these command names.
 
 const SCRIPTS = {
-  writRecordIssuance: 'record-issuance-3.lua',
+  writRecordIssuance: 'record-issuance-7.lua',
   writPutEntry: 'put-entry-1.lua',
+  writEndTask: 'end-task-5.lua',
+  writFanOutTask: 'fan-out-4.lua',
+  writRevokeCredential: 'revoke-credential-3.lua',
 } as const;
 
 type ScriptName = keyof typeof SCRIPTS;
@@ -132,6 +208,9 @@ const RECORD_ISSUANCE_CODES = {
   [-2]: 'task_mismatch',
   [-3]: 'deadline',
 } as const satisfies Record<number, 'ok' | Extract<RecordIssuanceResult, { ok: false }>['reason']>;
+
+const END_TASK_CODES = { 1: 'ended', 0: 'already', [-1]: 'missing' } as const;
+const REVOKE_CODES = { 1: 'revoked', 0: 'refused', [-1]: 'missing' } as const;
 
 const PUT_ENTRY_CODES = {
   1: 'written',
@@ -170,6 +249,8 @@ const taskHash = z.object({
   s: z.enum(['active', 'completed', 'expired', 'revoked']),
   e: epoch.optional(),
   r: z.string().optional(),
+  p: epoch.optional(),
+  f: z.literal('1').optional(),
 });
 
 const credentialHash = z.object({
@@ -208,8 +289,27 @@ const storedJoinToken = jsonText.pipe(
   }),
 );
 
+const eventHash = z.discriminatedUnion('k', [
+  z.object({ k: z.literal('t'), t: z.string(), x: epoch, r: z.string(), v: epoch }),
+  z.object({
+    k: z.literal('c'),
+    t: z.string(),
+    c: z.string(),
+    y: z.enum(['jwt', 'x509']),
+    x: epoch,
+    r: z.string(),
+    v: epoch,
+  }),
+]);
+const streamEntries = z.array(z.tuple([z.string().regex(/^\d+-\d+$/), z.array(z.string())]));
+const xreadReply = z.union([z.null(), z.array(z.tuple([z.string(), streamEntries]))]);
+
 const recordIssuanceReply = z.tuple([z.number().int(), z.number().int(), z.array(z.string())]);
+const endTaskReply = z.tuple([z.number().int(), z.array(z.string())]);
+const fanOutReply = z.tuple([z.number().int().nonnegative(), z.union([z.literal(0), z.literal(1)])]);
+const revokeReply = z.tuple([z.number().int(), z.array(z.string()), z.array(z.string())]);
 const hashReply = z.record(z.string(), z.string());
+const stringList = z.array(z.string());
 
 function malformed(what: string, cause: unknown): WritError {
   return new WritError('server_error', undefined, {
@@ -243,6 +343,8 @@ export class RedisStore implements CredentialStore {
   readonly #clock: Clock;
   readonly #retention: number;
   readonly #timeoutMs: number;
+  /** The store's own connection for blocking feed reads, made on first use. */
+  #blocking: Promise<Redis> | undefined;
   #closed = false;
 
   constructor(opts: RedisStoreOptions) {
@@ -338,26 +440,28 @@ export class RedisStore implements CredentialStore {
   async recordIssuance(credential: CredentialRecord, task: TaskInit): Promise<RecordIssuanceResult> {
     assertIssuance(credential, task);
     const now = seconds(this.#clock);
-    const indexExpiry = Math.max(credential.expiresAt, realSeconds()) + this.#retention;
-    // Both commands go out together (one round trip). The index lives in another slot, so it cannot be in the
-    // script; when the script refuses, the index points at a task without this credential and reads as absent.
-    const [reply] = await this.#call(() =>
-      Promise.all([
-        this.#scripts.writRecordIssuance(
-          this.#keys.task(task.id),
-          this.#keys.taskCredentials(task.id),
-          this.#keys.credential(task.id, credential.id),
-          now,
-          this.#retention,
-          task.owner,
-          task.origin,
-          task.deadline,
-          credential.id,
-          credential.expiresAt,
-          ...credentialFields(credential),
-        ),
-        this.#redis.set(this.#keys.credentialIndex(credential.id), task.id, 'EXAT', indexExpiry),
-      ]),
+    const k = this.#keys;
+    const reply = await this.#call(() =>
+      this.#scripts.writRecordIssuance(
+        k.task(task.id),
+        k.taskCredentials(task.id),
+        k.credential(task.id, credential.id),
+        k.credentialIndex(credential.id),
+        k.credentialListing,
+        k.taskListing,
+        k.taskDeadlines,
+        now,
+        this.#retention,
+        task.owner,
+        task.origin,
+        task.deadline,
+        credential.id,
+        credential.expiresAt,
+        task.id,
+        credentialKey(credential),
+        taskKey({ createdAt: now, id: task.id }),
+        ...credentialFields(credential),
+      ),
     );
     const [code, created, fields] = parseStored(recordIssuanceReply, reply, 'script reply');
     const record = toTask(task.id, parseStored(taskHash, pairs(fields), 'task'), now);
@@ -401,6 +505,356 @@ export class RedisStore implements CredentialStore {
     return now >= task.deadline + this.#retention ? null : task;
   }
 
+  // ---- lifecycle: ending tasks, revoking credentials, listings
+
+  async endTask(id: string, end: TaskEnd): Promise<{ ended: boolean; task: TaskRecord } | null> {
+    assertTaskEnd(end);
+    const now = seconds(this.#clock);
+    const k = this.#keys;
+    const reply = await this.#call(() =>
+      this.#scripts.writEndTask(
+        k.task(id),
+        k.taskCredentials(id),
+        k.revocations,
+        k.tasksEnding,
+        k.taskDeadlines,
+        now,
+        this.#retention,
+        id,
+        end.status,
+        end.reason,
+        end.at,
+      ),
+    );
+    const [code, fields] = parseStored(endTaskReply, reply, 'script reply');
+    const outcome = mapCode(END_TASK_CODES, code);
+    if (outcome === 'missing') return null;
+    const task = toTask(id, parseStored(taskHash, pairs(fields), 'task'), now);
+    return { ended: outcome === 'ended', task };
+  }
+
+  async fanOutTask(id: string, batchSize: number): Promise<{ revoked: number; done: boolean }> {
+    assertBatchSize(batchSize);
+    const k = this.#keys;
+    const reply = await this.#call(() =>
+      this.#scripts.writFanOutTask(
+        k.task(id),
+        k.taskCredentials(id),
+        k.revocations,
+        k.tasksEnding,
+        seconds(this.#clock),
+        this.#retention,
+        id,
+        batchSize,
+      ),
+    );
+    const [revoked, done] = parseStored(fanOutReply, reply, 'script reply');
+    return { revoked, done: done === 1 };
+  }
+
+  async revokeCredential(
+    id: string,
+    reason: string,
+    at: number,
+    task?: string,
+  ): Promise<{ revoked: boolean; view: CredentialView } | null> {
+    assertReason(reason);
+    assertEpoch('at', at);
+    const taskId = task ?? (await this.#call(() => this.#redis.get(this.#keys.credentialIndex(id))));
+    if (taskId === null) return null;
+    const now = seconds(this.#clock);
+    const k = this.#keys;
+    const reply = await this.#call(() =>
+      this.#scripts.writRevokeCredential(
+        k.credential(taskId, id),
+        k.task(taskId),
+        k.revocations,
+        now,
+        this.#retention,
+        taskId,
+        id,
+        reason,
+        at,
+      ),
+    );
+    const [code, credentialFields, taskFields] = parseStored(revokeReply, reply, 'script reply');
+    const outcome = mapCode(REVOKE_CODES, code);
+    if (outcome === 'missing') return null;
+    const credential = toCredential(
+      id,
+      taskId,
+      parseStored(credentialHash, pairs(credentialFields), 'credential'),
+    );
+    return {
+      revoked: outcome === 'revoked',
+      view: { credential, task: this.#liveTask(taskId, pairs(taskFields), now) },
+    };
+  }
+
+  async listCredentials(filter: CredentialFilter, page: PageRequest): Promise<Page<CredentialView>> {
+    assertLimit(page.limit);
+    const after = decodeCursor(page.cursor, 'credential');
+    const now = seconds(this.#clock);
+    const keep = credentialFilterNarrows(filter)
+      ? (view: CredentialView) => matchesCredential(filter, view, now)
+      : undefined;
+    const read = (keys: string[]) => this.#readCredentials(keys, now);
+    if (filter.task !== undefined) {
+      // The task's own zset: every credential of the task in listing order (one round trip for their issuedAt).
+      const sorted = await this.#taskListingKeys(filter.task);
+      const source: ScanSource<CredentialView> = {
+        fetch: async (from, count) => sliceAfter(sorted, from, count),
+        read,
+      };
+      return scanPage(source, after, page.limit, keep);
+    }
+    return scanPage({ ...this.#lexSource(this.#keys.credentialListing), read }, after, page.limit, keep);
+  }
+
+  async listTasks(filter: TaskFilter, page: PageRequest): Promise<Page<TaskRecord>> {
+    assertLimit(page.limit);
+    const after = decodeCursor(page.cursor, 'task');
+    const now = seconds(this.#clock);
+    const narrows = filter.status !== undefined || filter.owner !== undefined;
+    const source: ScanSource<TaskRecord> = {
+      ...this.#lexSource(this.#keys.taskListing),
+      read: async (keys) => {
+        const ids = keys.map((key) => parseIndexKey(parseTaskKey, key).id);
+        const hashes = await this.#pipeline(ids.map((id) => ['hgetall', this.#keys.task(id)]));
+        return ids.map((id, i): Loaded<TaskRecord> => {
+          const fields = parseStored(hashReply, hashes[i], 'hash');
+          if (Object.keys(fields).length === 0) return 'gone';
+          return this.#liveTask(id, fields, now) ?? 'hidden';
+        });
+      },
+    };
+    return scanPage(source, after, page.limit, narrows ? (task) => matchesTask(filter, task) : undefined);
+  }
+
+  async countTaskCredentials(id: string): Promise<number> {
+    // Members still retained by the injected clock: expiresAt + retention > now.
+    const floor = seconds(this.#clock) - this.#retention;
+    return this.#call(() => this.#redis.zcount(this.#keys.taskCredentials(id), `(${floor}`, '+inf'));
+  }
+
+  /** A descending lex index of listing keys, with lazy trimming of keys whose records are gone. */
+  #lexSource(key: string): Pick<ScanSource<never>, 'fetch' | 'drop'> {
+    return {
+      fetch: async (from, count) => {
+        const reply = await this.#call(() =>
+          this.#redis.zrevrangebylex(key, from === undefined ? '+' : `(${from}`, '-', 'LIMIT', 0, count),
+        );
+        return parseStored(stringList, reply, 'index');
+      },
+      drop: async (keys) => {
+        await this.#call(() => this.#redis.zrem(key, ...keys));
+      },
+    };
+  }
+
+  /** The listing keys of a task's credentials, newest first. */
+  async #taskListingKeys(task: string): Promise<string[]> {
+    const ids = parseStored(
+      stringList,
+      await this.#call(() => this.#redis.zrange(this.#keys.taskCredentials(task), '0', '-1')),
+      'task credentials',
+    );
+    const issued = await this.#pipeline(ids.map((id) => ['hget', this.#keys.credential(task, id), 'i']));
+    const keys: string[] = [];
+    ids.forEach((id, i) => {
+      const value = issued[i];
+      if (value === null || value === undefined) return; // dropped: the listing skips it
+      keys.push(credentialKey({ issuedAt: parseStored(epoch, value, 'credential'), id, task }));
+    });
+    return keys.sort((a, b) => compareKeys(b, a));
+  }
+
+  async #readCredentials(keys: string[], now: number): Promise<Loaded<CredentialView>[]> {
+    const parsed = keys.map((key) => parseIndexKey(parseCredentialKey, key));
+    const tasks = [...new Set(parsed.map((p) => p.task))];
+    const replies = await this.#pipeline([
+      ...parsed.map((p): [string, ...string[]] => ['hgetall', this.#keys.credential(p.task, p.id)]),
+      ...tasks.map((t): [string, ...string[]] => ['hgetall', this.#keys.task(t)]),
+    ]);
+    const taskViews = new Map<string, TaskRecord | null>();
+    tasks.forEach((t, i) => {
+      const fields = parseStored(hashReply, replies[parsed.length + i], 'hash');
+      taskViews.set(t, this.#liveTask(t, fields, now));
+    });
+    return parsed.map((p, i): Loaded<CredentialView> => {
+      const fields = parseStored(hashReply, replies[i], 'hash');
+      if (Object.keys(fields).length === 0) return 'gone';
+      const credential = toCredential(p.id, p.task, parseStored(credentialHash, fields, 'credential'));
+      if (now >= credential.expiresAt + this.#retention) return 'hidden';
+      return { credential, task: taskViews.get(p.task) ?? null };
+    });
+  }
+
+  // ---- the revocation feed
+
+  async readRevocations(since: string | undefined, limit: number): Promise<RevocationEvent[]> {
+    assertLimit(limit, MAX_FEED_READ);
+    let start = '-';
+    if (since !== undefined) {
+      const position = formatFeedPosition(parseFeedPosition(since));
+      if (position === MAX_STREAM_ID) return [];
+      start = `(${position}`;
+    }
+    const reply = await this.#call(() =>
+      this.#redis.xrange(this.#keys.revocations, start, '+', 'COUNT', limit),
+    );
+    return toEvents(parseStored(streamEntries, reply, 'revocation feed'));
+  }
+
+  /**
+   * A blocking XREAD on the store's own connection. Meant for one reader at a time (the feed hub): waits share
+   * that connection, so concurrent waits queue behind each other, and aborting one (which closes the
+   * connection, the only way to cut a blocked XREAD short) fails the others with ERR_STORE_UNAVAILABLE.
+   */
+  async waitForRevocations(since: string, blockMs: number, signal?: AbortSignal): Promise<RevocationEvent[]> {
+    assertBlockMs(blockMs);
+    const from = since === '$' ? '$' : formatFeedPosition(parseFeedPosition(since));
+    if (signal?.aborted) return [];
+    let connection: Promise<Redis> | undefined;
+    const read = async () => {
+      connection = this.#blockingConnection();
+      const redis = await connection;
+      if (signal?.aborted) return null;
+      const key = this.#keys.revocations;
+      return blockMs > 0
+        ? redis.xread('COUNT', WAIT_COUNT, 'BLOCK', blockMs, 'STREAMS', key, from)
+        : redis.xread('COUNT', WAIT_COUNT, 'STREAMS', key, from);
+    };
+    let onAbort: (() => void) | undefined;
+    const aborted = new Promise<'aborted'>((resolve) => {
+      onAbort = () => resolve('aborted');
+      signal?.addEventListener('abort', onAbort, { once: true });
+    });
+    try {
+      const reply = await this.#call(() => Promise.race([read(), aborted]), blockMs + this.#timeoutMs);
+      if (reply === 'aborted' || signal?.aborted) {
+        if (connection !== undefined) this.#dropBlocking(connection); // a new one is made for the next wait
+        return [];
+      }
+      const streams = parseStored(xreadReply, reply, 'revocation feed');
+      return toEvents(streams?.[0]?.[1] ?? []);
+    } catch (error) {
+      // A failed or timed-out blocking read leaves the connection in doubt: start afresh next time.
+      if (connection !== undefined) this.#dropBlocking(connection);
+      if (signal?.aborted) return [];
+      throw error;
+    } finally {
+      if (onAbort !== undefined) signal?.removeEventListener('abort', onAbort);
+    }
+  }
+
+  async lastRevocationId(): Promise<string> {
+    const reply = await this.#call(() => this.#redis.xrevrange(this.#keys.revocations, '+', '-', 'COUNT', 1));
+    return parseStored(streamEntries, reply, 'revocation feed')[0]?.[0] ?? '0-0';
+  }
+
+  /** Drops feed events older than `before`, then trims the listing indexes of records Redis has dropped. */
+  async trimRevocations(before: number): Promise<void> {
+    assertEpoch('before', before);
+    await this.#call(() => this.#redis.xtrim(this.#keys.revocations, 'MINID', Math.max(0, before) * 1000));
+    await this.#trimListing(this.#keys.credentialListing, (key) => {
+      const p = parseIndexKey(parseCredentialKey, key);
+      return this.#keys.credential(p.task, p.id);
+    });
+    await this.#trimListing(this.#keys.taskListing, (key) =>
+      this.#keys.task(parseIndexKey(parseTaskKey, key).id),
+    );
+  }
+
+  /**
+   * Removes index entries whose record Redis has dropped, oldest first (the oldest are the first to go), in
+   * batches, while a batch finds any; bounded per call.
+   */
+  async #trimListing(index: string, recordKey: (key: string) => string): Promise<void> {
+    const BATCH = 200;
+    let from = '-';
+    for (let round = 0; round < 10; round++) {
+      const keys = parseStored(
+        stringList,
+        await this.#call(() => this.#redis.zrangebylex(index, from, '+', 'LIMIT', 0, BATCH)),
+        'index',
+      );
+      if (keys.length === 0) return;
+      const exists = await this.#pipeline(keys.map((key) => ['exists', recordKey(key)]));
+      const gone = keys.filter((_, i) => exists[i] === 0);
+      if (gone.length > 0) await this.#call(() => this.#redis.zrem(index, ...gone));
+      if (gone.length === 0 || keys.length < BATCH) return;
+      from = `(${keys[keys.length - 1]}`;
+    }
+  }
+
+  async pendingTasks(now: number, limit: number): Promise<{ ending: string[]; overdue: string[] }> {
+    assertEpoch('now', now);
+    assertLimit(limit);
+    const k = this.#keys;
+    const [ending, overdue] = (
+      await this.#pipeline([
+        ['zrange', k.tasksEnding, '0', String(limit - 1)],
+        ['zrangebyscore', k.taskDeadlines, '-inf', String(now), 'LIMIT', '0', String(limit)],
+      ])
+    ).map((reply) => parseStored(stringList, reply, 'task queue')) as [string[], string[]];
+    // Entries of tasks Redis has dropped are removed here rather than handed to the sweeper.
+    const ids = [...ending, ...overdue];
+    const exists = ids.length === 0 ? [] : await this.#pipeline(ids.map((id) => ['exists', k.task(id)]));
+    const goneEnding = ending.filter((_, i) => exists[i] === 0);
+    const goneOverdue = overdue.filter((_, i) => exists[ending.length + i] === 0);
+    if (goneEnding.length > 0) await this.#call(() => this.#redis.zrem(k.tasksEnding, ...goneEnding));
+    if (goneOverdue.length > 0) await this.#call(() => this.#redis.zrem(k.taskDeadlines, ...goneOverdue));
+    return {
+      ending: ending.filter((_, i) => exists[i] !== 0),
+      overdue: overdue.filter((_, i) => exists[ending.length + i] !== 0),
+    };
+  }
+
+  /** The blocking connection, made on first use (lazyConnect, so that it works with any client options). */
+  #blockingConnection(): Promise<Redis> {
+    if (this.#blocking === undefined) {
+      const duplicate = this.#redis.duplicate({ lazyConnect: true });
+      // A blocked read is silent for up to blockMs: per-command and socket timeouts of the caller's client
+      // would cut it short (this store bounds every wait itself).
+      delete duplicate.options.commandTimeout;
+      delete duplicate.options.socketTimeout;
+      duplicate.on('error', () => {}); // reported through the calls that fail
+      const connecting = duplicate.connect().then(
+        () => duplicate,
+        (error: unknown) => {
+          duplicate.disconnect();
+          if (this.#blocking === connecting) this.#blocking = undefined;
+          throw error;
+        },
+      );
+      connecting.catch(() => {}); // whoever awaits it reports the failure
+      this.#blocking = connecting;
+    }
+    return this.#blocking;
+  }
+
+  #dropBlocking(connection: Promise<Redis>): void {
+    if (this.#blocking === connection) this.#blocking = undefined;
+    connection.then(
+      (redis) => redis.disconnect(),
+      () => {},
+    );
+  }
+
+  /** Runs commands in one pipeline (one round trip, not a transaction); the replies, in order. */
+  async #pipeline(commands: [string, ...(string | number)[]][]): Promise<unknown[]> {
+    if (commands.length === 0) return [];
+    return this.#call(async () => {
+      const replies = await this.#redis.pipeline(commands).exec();
+      if (replies === null) throw new Error('pipeline aborted');
+      return replies.map(([error, value]) => {
+        if (error) throw error;
+        return value;
+      });
+    });
+  }
+
   // ---- shared key material
 
   async putKeyMaterialIfAbsent(name: string, value: string): Promise<string> {
@@ -421,23 +875,24 @@ export class RedisStore implements CredentialStore {
       throw new WritError('ERR_STORE_UNAVAILABLE', undefined, { cause: new Error('bad PING reply') });
   }
 
-  /** Stops this store: later calls fail with ERR_STORE_UNAVAILABLE. The caller's connection stays open. */
+  /**
+   * Stops this store: later calls fail with ERR_STORE_UNAVAILABLE. The caller's connection stays open; the
+   * store's own blocking connection is closed (a wait in progress fails with ERR_STORE_UNAVAILABLE).
+   */
   async close(): Promise<void> {
     this.#closed = true;
+    if (this.#blocking !== undefined) this.#dropBlocking(this.#blocking);
   }
 
   /** Runs one Redis exchange: bounded in time, with every failure mapped to a WritError. */
-  async #call<T>(op: () => Promise<T>): Promise<T> {
+  async #call<T>(op: () => Promise<T>, timeoutMs = this.#timeoutMs): Promise<T> {
     if (this.#closed) {
       throw new WritError('ERR_STORE_UNAVAILABLE', undefined, { cause: new Error('the store is closed') });
     }
     const pending = new Promise<T>((resolve) => resolve(op()));
     let timer: NodeJS.Timeout | undefined;
     const timeout = new Promise<never>((_, reject) => {
-      timer = setTimeout(
-        () => reject(new Error(`no answer from redis within ${this.#timeoutMs} ms`)),
-        this.#timeoutMs,
-      );
+      timer = setTimeout(() => reject(new Error(`no answer from redis within ${timeoutMs} ms`)), timeoutMs);
     });
     try {
       return await Promise.race([pending, timeout]);
@@ -454,17 +909,6 @@ export class RedisStore implements CredentialStore {
 
 function realSeconds(): number {
   return Math.floor(Date.now() / 1000);
-}
-
-function assertIssuance(credential: CredentialRecord, task: TaskInit): void {
-  if (credential.task !== task.id) throw new TypeError('credential.task must be the id of the task');
-  for (const [name, value] of [
-    ['credential.issuedAt', credential.issuedAt],
-    ['credential.expiresAt', credential.expiresAt],
-    ['task.deadline', task.deadline],
-  ] as const) {
-    if (!Number.isSafeInteger(value)) throw new TypeError(`${name} must be an integer (epoch seconds)`);
-  }
 }
 
 function buildEntry(
@@ -550,6 +994,23 @@ function toTask(id: string, h: z.output<typeof taskHash>, now: number): TaskReco
 /** `expired` is derived: an active task whose deadline has passed has ended, whether or not a job has run. */
 function derivedStatus(status: TaskStatus, deadline: number, now: number): TaskStatus {
   return status === 'active' && now >= deadline ? 'expired' : status;
+}
+
+/** A listing key read back from an index; server_error when it is not well formed. */
+function parseIndexKey<T>(parse: (key: string) => T | null, key: string): T {
+  const parsed = parse(key);
+  if (parsed === null) throw malformed('index entry', new Error('bad listing key'));
+  return parsed;
+}
+
+function toEvents(entries: z.output<typeof streamEntries>): RevocationEvent[] {
+  return entries.map(([id, flat]): RevocationEvent => {
+    const h = parseStored(eventHash, pairs(flat), 'revocation event');
+    const common = { task: h.t, expiresAt: h.x, reason: h.r, revokedAt: h.v };
+    return h.k === 'c'
+      ? { id, kind: 'credential', credential: h.c, credentialType: h.y, ...common }
+      : { id, kind: 'task', ...common };
+  });
 }
 
 function pairs(flat: string[]): Record<string, string> {

@@ -5,7 +5,7 @@ import { WritError } from '../../../src/errors.ts';
 import { createLogger } from '../../../src/observability/logger.ts';
 
 function plugin(name: string, attest: Attestor['attest'], legacy = false): Attestor {
-  return { name, legacy, attest };
+  return { name, legacy, taskNamespace: name, attest };
 }
 
 function facade(...attestors: Attestor[]): AttestorFacade {
@@ -36,7 +36,7 @@ describe('attestor facade', () => {
         'fake',
         async () => ({
           selectors: ['fake:a:1', 'fake:a:1', 'fake:b:x:y'],
-          task: 'run-1',
+          task: 'fake:run-1',
           spiffeId: 'spiffe://example.org/w',
           posture: { patched: true },
           expiresAt: 1_900_000_000,
@@ -48,7 +48,7 @@ describe('attestor facade', () => {
       attestor: 'fake',
       legacy: true,
       selectors: ['fake:a:1', 'fake:b:x:y'],
-      task: 'run-1',
+      task: 'fake:run-1',
       spiffeId: 'spiffe://example.org/w',
       posture: { patched: true },
       expiresAt: 1_900_000_000,
@@ -102,6 +102,9 @@ describe('attestor facade', () => {
     ['a malformed selector', { selectors: ['fake:novalue'] }],
     ['a selector with a newline', { selectors: ['fake:a:x\ny'] }],
     ['an invalid task id', { selectors: [], task: 'a{b}' }],
+    ['a task outside its namespace', { selectors: [], task: 'github:acme/api/1/1' }],
+    ['a task without a namespace', { selectors: [], task: 'run-1' }],
+    ['the trust domain ID as identity', { selectors: [], spiffeId: 'spiffe://example.org' }],
     ['an invalid SPIFFE ID', { selectors: [], spiffeId: 'spiffe://example.org/a/../b' }],
     ['a SPIFFE ID of another trust domain', { selectors: [], spiffeId: 'spiffe://evil.org/w' }],
     ['unknown fields', { selectors: [], admin: true }],

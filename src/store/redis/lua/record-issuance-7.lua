@@ -1,11 +1,18 @@
 --[[
-  Records one issued credential in its task, opening the task when it does not exist.
-  Every key is in the task's hash slot ({t:<task>}); the global id index is written by the caller.
+  Records one issued credential in its task, opening the task when it does not exist, and indexes both.
+
+  KEYS[1..3] live in the task's hash slot ({t:<task>}); KEYS[4..7] are global keys. The script is atomic across
+  all of them on a standalone Redis (the supported deployment). Redis Cluster would need the global writes split
+  out of this script (made at-least-once through an outbox); that is not supported yet.
 
   Input:
     KEYS[1] task hash             <prefix>{t:<task>}:task
     KEYS[2] task credential zset  <prefix>{t:<task>}:creds   (member: credential id, score: expiresAt)
     KEYS[3] credential hash       <prefix>{t:<task>}:cred:<id>
+    KEYS[4] credential id index   <prefix>cidx:<id>          (string: the task id)
+    KEYS[5] credential listing    <prefix>idx:creds          (zset, scores 0, member <issuedAt>|<id>|<task>)
+    KEYS[6] task listing          <prefix>idx:tasks          (zset, scores 0, member <createdAt>|<task>)
+    KEYS[7] task deadlines        <prefix>tasks:deadlines    (zset: task id -> deadline, active tasks only)
 
     ARGV[1] now, epoch seconds, from the broker's (injectable) clock: every decision uses it
     ARGV[2] retention, seconds a record is kept after it has expired
@@ -14,7 +21,10 @@
     ARGV[5] deadline, epoch seconds, used when this call opens the task
     ARGV[6] credential id
     ARGV[7] credential expiresAt, epoch seconds
-    ARGV[8..] credential hash fields, as name value pairs
+    ARGV[8] task id
+    ARGV[9] the credential's listing member
+    ARGV[10] the task's listing member (createdAt = now), used when this call opens the task
+    ARGV[11..] credential hash fields, as name value pairs
 
   Output: { code, created (1 when this call opened the task), task hash as name value pairs }
     code  1 recorded
@@ -28,6 +38,7 @@ local owner = ARGV[3]
 local origin = ARGV[4]
 local credId = ARGV[6]
 local expiresAt = tonumber(ARGV[7])
+local taskId = ARGV[8]
 
 local fields = redis.call('HGETALL', KEYS[1])
 local created = 0
@@ -53,13 +64,11 @@ end
 
 if created == 1 then
   redis.call('HSET', KEYS[1], unpack(fields))
+  redis.call('ZADD', KEYS[6], 0, ARGV[10])
+  redis.call('ZADD', KEYS[7], deadline, taskId)
 end
--- A recorded credential is never rewritten: a retry is idempotent and cannot undo a revocation.
-if redis.call('EXISTS', KEYS[3]) == 0 then
-  redis.call('HSET', KEYS[3], unpack(ARGV, 8))
-  redis.call('ZADD', KEYS[2], expiresAt, credId)
-end
--- Members whose records have been dropped (expiry + retention passed) are trimmed as we go.
+-- Members whose records have been dropped (expiry + retention passed) are trimmed as we go. This runs only on
+-- an active task: an ended task's zset never changes again, so a fan-out's index cursor into it stays valid.
 redis.call('ZREMRANGEBYSCORE', KEYS[2], '-inf', now - retention)
 
 -- Key TTLs are absolute and taken against the server's own time, so that they are never in the past
@@ -73,6 +82,16 @@ local function expireAt(key, at)
     redis.call('EXPIREAT', key, at)
   end
 end
+
+-- A recorded credential is never rewritten: a retry is idempotent and cannot undo a revocation.
+if redis.call('EXISTS', KEYS[3]) == 0 then
+  redis.call('HSET', KEYS[3], unpack(ARGV, 11))
+  redis.call('ZADD', KEYS[2], expiresAt, credId)
+  redis.call('SET', KEYS[4], taskId)
+  redis.call('ZADD', KEYS[5], 0, ARGV[9])
+  expireAt(KEYS[4], expiresAt + retention)
+end
+
 local taskEnd = deadline
 if expiresAt > taskEnd then
   taskEnd = expiresAt

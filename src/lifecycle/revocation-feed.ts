@@ -1,0 +1,89 @@
+// The revocation feed hub: one tail of the store's event stream per process, fanned out to SSE subscribers.
+import type { Logger } from 'pino';
+import type { CredentialStore, RevocationEvent } from '../store/types.ts';
+
+export type FeedListener = (events: RevocationEvent[]) => void;
+
+/** Orders feed ids `<ms>-<seq>`. */
+export function compareEventIds(a: string, b: string): number {
+  const [am = '0', as = '0'] = a.split('-');
+  const [bm = '0', bs = '0'] = b.split('-');
+  const ms = BigInt(am) - BigInt(bm);
+  if (ms !== 0n) return ms < 0n ? -1 : 1;
+  const seq = BigInt(as) - BigInt(bs);
+  return seq === 0n ? 0 : seq < 0n ? -1 : 1;
+}
+
+export const EVENT_ID_PATTERN = /^\d{1,20}-\d{1,20}$/;
+
+export class RevocationHub {
+  readonly #store: CredentialStore;
+  readonly #logger: Logger;
+  readonly #listeners = new Set<FeedListener>();
+  readonly #streams = new Set<{ end(): unknown }>();
+  readonly #abort = new AbortController();
+  #loop: Promise<void> | undefined;
+
+  constructor(opts: { store: CredentialStore; logger: Logger }) {
+    this.#store = opts.store;
+    this.#logger = opts.logger;
+  }
+
+  get subscribers(): number {
+    return this.#listeners.size;
+  }
+
+  start(): void {
+    this.#loop ??= this.#tail();
+  }
+
+  subscribe(listener: FeedListener): () => void {
+    this.#listeners.add(listener);
+    return () => this.#listeners.delete(listener);
+  }
+
+  /** Tracks an open SSE response so that shutdown can end it instead of waiting for the client. */
+  track(stream: { end(): unknown }): () => void {
+    this.#streams.add(stream);
+    return () => this.#streams.delete(stream);
+  }
+
+  endStreams(): void {
+    for (const stream of this.#streams) stream.end();
+    this.#streams.clear();
+  }
+
+  async #tail(): Promise<void> {
+    const signal = this.#abort.signal;
+    let cursor: string | undefined;
+    let failures = 0;
+    while (!signal.aborted) {
+      try {
+        cursor ??= await this.#store.lastRevocationId();
+        const events = await this.#store.waitForRevocations(cursor, 2_000, signal);
+        failures = 0;
+        if (events.length === 0) continue;
+        cursor = events[events.length - 1]!.id;
+        for (const listener of this.#listeners) {
+          try {
+            listener(events);
+          } catch (err) {
+            this.#logger.warn({ err }, 'revocation feed listener failed');
+          }
+        }
+      } catch (err) {
+        if (signal.aborted) break;
+        failures += 1;
+        if (failures === 1) this.#logger.warn({ err }, 'revocation feed tail failing; retrying');
+        await new Promise((r) => setTimeout(r, Math.min(100 * 2 ** failures, 2_000)));
+      }
+    }
+  }
+
+  async close(): Promise<void> {
+    this.#abort.abort();
+    this.endStreams();
+    this.#listeners.clear();
+    await this.#loop;
+  }
+}
