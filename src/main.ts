@@ -1,6 +1,7 @@
 // Entry point of `npm start` / `writ server`: load config, start the broker, print the dev banner, shut down cleanly.
 import { randomBytes } from 'node:crypto';
 import { mkdirSync, writeFileSync } from 'node:fs';
+import { pathToFileURL } from 'node:url';
 import { createJoinToken } from '../attestors/join_token/index.ts';
 import { ConfigError, loadConfig } from './config/loader.ts';
 import { startBroker } from './server.ts';
@@ -29,17 +30,11 @@ function devBanner(url: string, adminToken: string | undefined, joinToken: strin
   ].join('\n');
 }
 
-async function main(): Promise<void> {
-  const args = process.argv.slice(2);
-  const unknown = args.filter((a) => a !== '--no-worker');
-  if (unknown.length > 0) {
-    process.stderr.write(`writ: unknown argument(s): ${unknown.join(' ')}\nusage: writ [--no-worker]\n`);
-    process.exit(2);
-  }
+export async function runServer(opts: { worker?: boolean } = {}): Promise<void> {
   let loaded: ReturnType<typeof loadConfig>;
   try {
     loaded = loadConfig();
-    if (args.includes('--no-worker')) loaded.config.lifecycle.worker = false;
+    if (opts.worker === false) loaded.config.lifecycle.worker = false;
   } catch (e) {
     if (e instanceof ConfigError) {
       process.stderr.write(`writ: ${e.message}\n`);
@@ -87,8 +82,21 @@ async function main(): Promise<void> {
   process.on('SIGINT', () => stop('SIGINT'));
 }
 
-main().catch((e: unknown) => {
+export function failStart(e: unknown): never {
   const message = e instanceof Error ? e.message : String(e);
   process.stderr.write(`writ: failed to start: ${message}\n`);
   process.exit(1);
-});
+}
+
+// `npm start` runs this file directly: `tsx src/main.ts [--no-worker]`.
+if (process.argv[1] && import.meta.url === pathToFileURL(process.argv[1]).href) {
+  const args = process.argv.slice(2);
+  const unknown = args.filter((a) => a !== '--no-worker');
+  if (unknown.length > 0) {
+    process.stderr.write(
+      `writ: unknown argument(s): ${unknown.join(' ')}\nusage: npm start -- [--no-worker]\n`,
+    );
+    process.exit(2);
+  }
+  runServer({ worker: !args.includes('--no-worker') }).catch(failStart);
+}

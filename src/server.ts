@@ -55,14 +55,19 @@ export async function startBroker(loaded: LoadedConfig, opts: StartOptions = {})
   if (!adminToken) throw new Error('an admin token is required');
 
   const closers: Array<() => Promise<void>> = [];
-  const closeAll = async () => {
-    for (const close of closers.reverse()) {
-      try {
-        await close();
-      } catch (err) {
-        logger.warn({ err }, 'error while closing');
+  let closing: Promise<void> | undefined;
+  // Reverse order of start; idempotent (a second call waits for the first).
+  const closeAll = () => {
+    closing ??= (async () => {
+      for (const close of [...closers].reverse()) {
+        try {
+          await close();
+        } catch (err) {
+          logger.warn({ err }, 'error while closing');
+        }
       }
-    }
+    })();
+    return closing;
   };
 
   try {

@@ -18,9 +18,10 @@ const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
 /** Revokes every credential of an ended task, batch by batch; safe to run twice or resume after a crash. */
 export async function fanOut(deps: JobDeps, task: string): Promise<number> {
   const { fanoutBatchSize, fanoutPauseMs } = deps.config.lifecycle;
-  // The store reports an active task as never done; only an ended task has anything to fan out.
+  // The store reports a task that has not ended as never done: only an ended task has anything to fan out
+  // (a task past its deadline but not yet ended reads 'expired' without endedAt: taskDeadline ends it).
   const record = await deps.store.getTask(task);
-  if (record?.status === 'active') return 0;
+  if (record && record.endedAt === undefined) return 0;
   let revoked = 0;
   for (;;) {
     const step = await deps.store.fanOutTask(task, fanoutBatchSize);
