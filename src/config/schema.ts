@@ -1,5 +1,6 @@
 // The one configuration schema: every option, its default and its documentation live here.
 import { z } from 'zod';
+import { OPTIONAL_ATTESTOR_CONFIGS } from '../../attestors/configs.ts';
 import { joinTokenConfigSchema } from '../../attestors/join_token/config.ts';
 import { trustDomainSchema } from '../spiffe/spiffe-id.ts';
 
@@ -174,6 +175,7 @@ const revocationFeedSchema = z
 const attestorsSchema = z
   .strictObject({
     join_token: joinTokenConfigSchema.prefault({}),
+    ...OPTIONAL_ATTESTOR_CONFIGS,
     timeoutMs: z
       .number()
       .int()

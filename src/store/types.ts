@@ -211,6 +211,17 @@ export interface CredentialStore {
   /** For the sweeper: ended tasks whose fan-out is unfinished, and active tasks whose deadline has passed. */
   pendingTasks(now: number, limit: number): Promise<{ ending: string[]; overdue: string[] }>;
 
+  // small ephemeral state for attestors and rate limits (scope: `^[a-z0-9_]{1,32}$`; keys are opaque, <= 256
+  // characters, usually hashes; times are epoch seconds judged by the injected clock)
+  /** Records `key` until `expiresAt`; true only for the first call (a replay guard). */
+  markOnce(scope: string, key: string, expiresAt: number): Promise<boolean>;
+  /** Stores a value until `expiresAt` (a challenge nonce). */
+  putEphemeral(scope: string, key: string, value: string, expiresAt: number): Promise<void>;
+  /** Reads and deletes atomically: a value is taken at most once; expired values read as null. */
+  takeEphemeral(scope: string, key: string): Promise<string | null>;
+  /** Counts a hit in a fixed window of `windowSeconds`; returns the count within the current window. */
+  countHit(scope: string, key: string, windowSeconds: number): Promise<number>;
+
   // shared key material (so that every replica signs with the same keys)
   /** Stores `value` under `name` unless a value exists; returns the value that is stored. */
   putKeyMaterialIfAbsent(name: string, value: string): Promise<string>;

@@ -1035,5 +1035,45 @@ export function credentialStoreContract(
         await expectWritError(store.getTask('task-1'), 'ERR_STORE_UNAVAILABLE');
       });
     });
+
+    describe('ephemeral state', () => {
+      it('marks a key once until it expires', async () => {
+        expect(await store.markOnce('replay', 'jti-1', now + 10)).toBe(true);
+        expect(await store.markOnce('replay', 'jti-1', now + 10)).toBe(false);
+        expect(await store.markOnce('other', 'jti-1', now + 10)).toBe(true);
+        const concurrent = await Promise.all(
+          Array.from({ length: 10 }, () => store.markOnce('replay', 'jti-2', now + 10)),
+        );
+        expect(concurrent.filter(Boolean)).toHaveLength(1);
+        fake.advance(11_000);
+        expect(await store.markOnce('replay', 'jti-1', now + 30)).toBe(true);
+      });
+
+      it('takes an ephemeral value once, and not after it expires', async () => {
+        await store.putEphemeral('nonce', 'n1', 'value-1', now + 5);
+        const taken = await Promise.all(Array.from({ length: 5 }, () => store.takeEphemeral('nonce', 'n1')));
+        expect(taken.filter((v) => v === 'value-1')).toHaveLength(1);
+        expect(await store.takeEphemeral('nonce', 'n1')).toBeNull();
+        await store.putEphemeral('nonce', 'n2', 'value-2', now + 5);
+        fake.advance(6_000);
+        expect(await store.takeEphemeral('nonce', 'n2')).toBeNull();
+        expect(await store.takeEphemeral('nonce', 'unknown')).toBeNull();
+      });
+
+      it('counts hits per fixed window', async () => {
+        fake.set(Math.ceil(fake.now() / 60_000) * 60_000);
+        expect(await store.countHit('fail', '10.0.0.1', 60)).toBe(1);
+        expect(await store.countHit('fail', '10.0.0.1', 60)).toBe(2);
+        expect(await store.countHit('fail', '10.0.0.2', 60)).toBe(1);
+        fake.advance(60_000);
+        expect(await store.countHit('fail', '10.0.0.1', 60)).toBe(1);
+      });
+
+      it('refuses malformed scopes and keys', async () => {
+        await expect(store.markOnce('Bad Scope', 'k', now + 1)).rejects.toBeInstanceOf(TypeError);
+        await expect(store.putEphemeral('ok', '', 'v', now + 1)).rejects.toBeInstanceOf(TypeError);
+        await expect(store.countHit('ok', 'x'.repeat(300), 60)).rejects.toBeInstanceOf(TypeError);
+      });
+    });
   });
 }

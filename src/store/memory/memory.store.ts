@@ -81,6 +81,14 @@ interface FeedEntry {
   event: RevocationEvent;
 }
 
+const EPHEMERAL_SCOPE = /^[a-z0-9_]{1,32}$/;
+
+function assertEphemeral(scope: string, key: string): void {
+  if (!EPHEMERAL_SCOPE.test(scope)) throw new TypeError('invalid ephemeral scope');
+  if (typeof key !== 'string' || key.length === 0 || key.length > 256)
+    throw new TypeError('invalid ephemeral key');
+}
+
 export class MemoryStore implements CredentialStore {
   readonly kind = 'memory' as const;
   readonly #clock: Clock;
@@ -510,6 +518,65 @@ export class MemoryStore implements CredentialStore {
   }
 
   // ---- shared key material
+
+  // ---- ephemeral state
+
+  readonly #ephemeral = new Map<string, { value: string; expiresAt: number }>();
+
+  #ephemeralKey(kind: 'once' | 'eph' | 'hit', scope: string, key: string): string {
+    assertEphemeral(scope, key);
+    return `${kind}\u0000${scope}\u0000${key}`;
+  }
+
+  #liveEphemeral(k: string): { value: string; expiresAt: number } | undefined {
+    const entry = this.#ephemeral.get(k);
+    if (entry && entry.expiresAt <= seconds(this.#clock)) {
+      this.#ephemeral.delete(k);
+      return undefined;
+    }
+    return entry;
+  }
+
+  #pruneEphemeral(): void {
+    if (this.#ephemeral.size < 10_000) return;
+    const now = seconds(this.#clock);
+    for (const [k, v] of this.#ephemeral) if (v.expiresAt <= now) this.#ephemeral.delete(k);
+  }
+
+  async markOnce(scope: string, key: string, expiresAt: number): Promise<boolean> {
+    this.#open();
+    const k = this.#ephemeralKey('once', scope, key);
+    if (this.#liveEphemeral(k)) return false;
+    this.#pruneEphemeral();
+    this.#ephemeral.set(k, { value: '1', expiresAt });
+    return true;
+  }
+
+  async putEphemeral(scope: string, key: string, value: string, expiresAt: number): Promise<void> {
+    this.#open();
+    this.#pruneEphemeral();
+    this.#ephemeral.set(this.#ephemeralKey('eph', scope, key), { value, expiresAt });
+  }
+
+  async takeEphemeral(scope: string, key: string): Promise<string | null> {
+    this.#open();
+    const k = this.#ephemeralKey('eph', scope, key);
+    const entry = this.#liveEphemeral(k);
+    this.#ephemeral.delete(k);
+    return entry?.value ?? null;
+  }
+
+  async countHit(scope: string, key: string, windowSeconds: number): Promise<number> {
+    this.#open();
+    const now = seconds(this.#clock);
+    const window = Math.floor(now / windowSeconds);
+    const k = `${this.#ephemeralKey('hit', scope, key)}\u0000${window}`;
+    const entry = this.#liveEphemeral(k);
+    const count = (entry ? Number(entry.value) : 0) + 1;
+    this.#pruneEphemeral();
+    this.#ephemeral.set(k, { value: String(count), expiresAt: (window + 1) * windowSeconds });
+    return count;
+  }
 
   async putKeyMaterialIfAbsent(name: string, value: string): Promise<string> {
     this.#open();

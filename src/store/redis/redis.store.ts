@@ -137,6 +137,8 @@ export function redisKeys(prefix: string) {
     entries: `${prefix}entries`,
     joinToken: (hash: string) => `${prefix}jt:${hash}`,
     keyMaterial: (name: string) => `${prefix}keys:${name}`,
+    ephemeral: (kind: 'once' | 'eph' | 'hit', scope: string, key: string) =>
+      `${prefix}${kind}:${scope}:${key}`,
   };
 }
 
@@ -334,6 +336,14 @@ function storeError(cause: unknown): WritError {
   }
   return new WritError('ERR_STORE_UNAVAILABLE', undefined, { cause });
 }
+
+// KEYS[1] mark; ARGV now, expiresAt, real-time key expiry. A mark counts until its own expiresAt by the
+// broker's clock (the key's Redis expiry only has to be later).
+const MARK_ONCE = `
+local held = tonumber(redis.call('GET', KEYS[1]))
+if held and held > tonumber(ARGV[1]) then return 0 end
+redis.call('SET', KEYS[1], ARGV[2], 'EXAT', ARGV[3])
+return 1`;
 
 export class RedisStore implements CredentialStore {
   readonly kind = 'redis' as const;
@@ -856,6 +866,65 @@ export class RedisStore implements CredentialStore {
   }
 
   // ---- shared key material
+
+  // ---- ephemeral state (single keys: cluster-safe as they are)
+
+  #ephemeralKey(kind: 'once' | 'eph' | 'hit', scope: string, key: string): string {
+    if (!/^[a-z0-9_]{1,32}$/.test(scope)) throw new TypeError('invalid ephemeral scope');
+    if (typeof key !== 'string' || key.length === 0 || key.length > 256)
+      throw new TypeError('invalid ephemeral key');
+    return this.#keys.ephemeral(kind, scope, key);
+  }
+
+  async markOnce(scope: string, key: string, expiresAt: number): Promise<boolean> {
+    const k = this.#ephemeralKey('once', scope, key);
+    // The mark must outlive the evidence it guards by the injected clock; the key's own expiry is real time.
+    const expireAt = Math.max(expiresAt, realSeconds() + 1);
+    const reply = await this.#call(() =>
+      this.#redis.eval(MARK_ONCE, 1, k, seconds(this.#clock), expiresAt, expireAt),
+    );
+    return reply === 1;
+  }
+
+  async putEphemeral(scope: string, key: string, value: string, expiresAt: number): Promise<void> {
+    const k = this.#ephemeralKey('eph', scope, key);
+    const json = JSON.stringify({ v: value, e: expiresAt });
+    await this.#call(() => this.#redis.set(k, json, 'EXAT', Math.max(expiresAt, realSeconds() + 1)));
+  }
+
+  async takeEphemeral(scope: string, key: string): Promise<string | null> {
+    const k = this.#ephemeralKey('eph', scope, key);
+    const json = await this.#call(() => this.#redis.getdel(k));
+    if (json === null) return null;
+    let parsed: unknown;
+    try {
+      parsed = JSON.parse(json);
+    } catch (cause) {
+      throw malformed('ephemeral value', cause);
+    }
+    const entry = parseStored(
+      z.strictObject({ v: z.string(), e: z.number().int() }),
+      parsed,
+      'ephemeral value',
+    );
+    return entry.e <= seconds(this.#clock) ? null : entry.v;
+  }
+
+  async countHit(scope: string, key: string, windowSeconds: number): Promise<number> {
+    if (!Number.isSafeInteger(windowSeconds) || windowSeconds < 1) throw new TypeError('invalid window');
+    const window = Math.floor(seconds(this.#clock) / windowSeconds);
+    const k = this.#ephemeralKey('hit', scope, `${key}:${window}`);
+    const replies = await this.#call(() =>
+      this.#redis
+        .multi()
+        .incr(k)
+        .expireat(k, Math.max((window + 1) * windowSeconds, realSeconds() + 1) + 1)
+        .exec(),
+    );
+    const count = replies?.[0]?.[1];
+    if (typeof count !== 'number') throw malformed('counter', new Error('no INCR reply'));
+    return count;
+  }
 
   async putKeyMaterialIfAbsent(name: string, value: string): Promise<string> {
     // SET NX GET (Redis >= 7): one atomic step that returns what was there before, nil when we wrote.
