@@ -15,6 +15,7 @@ export interface VerifiedAttestation {
   spiffeId?: string | undefined;
   posture: Record<string, PostureValue>;
   expiresAt?: number | undefined;
+  ttlCap?: number | undefined;
 }
 
 const MAX_SELECTORS = 128;
@@ -30,6 +31,7 @@ const resultSchema = z.strictObject({
     )
     .optional(),
   expiresAt: z.number().int().positive().optional(),
+  ttlCap: z.number().int().min(1).max(86_400).optional(),
 });
 
 export class AttestorFacade {
@@ -115,6 +117,7 @@ export class AttestorFacade {
       spiffeId: result.spiffeId,
       posture: { ...(result.posture ?? {}) },
       expiresAt: result.expiresAt,
+      ttlCap: result.ttlCap,
     };
   }
 }

@@ -23,6 +23,8 @@ export interface AttestationResult {
   posture?: Record<string, PostureValue> | undefined;
   /** The evidence's own expiry (epoch seconds), when it has one. */
   expiresAt?: number | undefined;
+  /** A cap (seconds) on the lifetime of any credential this evidence yields (legacy attestors set one). */
+  ttlCap?: number | undefined;
 }
 
 export interface Attestor {

@@ -78,7 +78,12 @@ export async function planJwtSvid(
     task = { id: generateTaskId(), owner: spiffeId, origin: 'generated', deadline };
   }
 
-  const ttl = Math.min(req.ttl ?? creds.jwtDefaultTtl, entry?.jwtTtl ?? creds.maxTtl, creds.maxTtl);
+  const ttl = Math.min(
+    req.ttl ?? creds.jwtDefaultTtl,
+    entry?.jwtTtl ?? creds.maxTtl,
+    attestation.ttlCap ?? creds.maxTtl,
+    creds.maxTtl,
+  );
   return { plan: { spiffeId, audience: req.audience, task, ttl }, attestation };
 }
 
