@@ -3,9 +3,12 @@ import express, { type Express } from 'express';
 import type { Deps } from './deps.ts';
 import { errorHandler, isJsonBody, notFound, requestLog } from './http/middleware.ts';
 import { adminRoutes } from './http/routes/admin.routes.ts';
+import { attestRoutes } from './http/routes/attest.routes.ts';
 import { lifecycleRoutes } from './http/routes/lifecycle.routes.ts';
+import { oauthRoutes } from './http/routes/oauth.routes.ts';
 import { opsRoutes } from './http/routes/ops.routes.ts';
 import { relyingPartyRoutes } from './http/routes/relying-party.routes.ts';
+import { webhooksRoutes } from './http/routes/webhooks.routes.ts';
 import { workloadRoutes } from './http/routes/workload.routes.ts';
 
 export function createApp(deps: Deps): Express {
@@ -14,11 +17,15 @@ export function createApp(deps: Deps): Express {
   app.set('trust proxy', false);
   app.set('query parser', 'simple');
   app.use(requestLog(deps));
+  // Before the JSON parser: webhook signatures cover the raw body bytes.
+  app.use(webhooksRoutes(deps));
   app.use(express.json({ limit: deps.config.server.bodyLimit, strict: true, type: isJsonBody }));
   app.use(opsRoutes(deps));
   app.use(relyingPartyRoutes(deps));
   app.use(workloadRoutes(deps));
+  app.use(attestRoutes(deps));
   app.use(lifecycleRoutes(deps));
+  app.use(oauthRoutes(deps));
   app.use(adminRoutes(deps));
   app.use(notFound);
   app.use(errorHandler(deps));

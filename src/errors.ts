@@ -16,6 +16,7 @@ export const ERRORS = {
   ERR_SPIFFE_ID_INVALID: { status: 400, description: 'the SPIFFE ID is not valid' },
   ERR_TTL_INVALID: { status: 400, description: 'the requested ttl is out of range' },
   ERR_RATE_LIMITED: { status: 429, description: 'too many requests' },
+  ERR_FEED_BUSY: { status: 503, description: 'the revocation feed has no room for another subscriber' },
   // admin authentication
   ERR_ADMIN_UNAUTHENTICATED: { status: 401, description: 'a valid admin bearer token is required' },
   // attestation
@@ -42,6 +43,18 @@ export const ERRORS = {
   ERR_STORE_UNAVAILABLE: {
     status: 503,
     description: 'the credential store is unavailable; nothing was issued',
+  },
+  // OAuth token endpoint (RFC 6749 §5.2, RFC 8693 §2.2.2)
+  unsupported_grant_type: { status: 400, description: 'the grant type is not supported' },
+  invalid_target: { status: 400, description: 'no token can be issued for the requested audience' },
+  temporarily_unavailable: {
+    status: 503,
+    description: 'the broker cannot issue a token right now; retry later',
+  },
+  // webhooks
+  ERR_WEBHOOK_SIGNATURE_INVALID: {
+    status: 401,
+    description: 'the webhook signature is missing or does not verify',
   },
   server_error: { status: 500, description: 'internal error' },
 } as const satisfies Record<string, ErrorSpec>;

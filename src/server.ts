@@ -151,7 +151,7 @@ export async function startBroker(loaded: LoadedConfig, opts: StartOptions = {})
     const port = (server.address() as AddressInfo).port;
     const issuer = issuerOf(config, port);
     const metrics = createMetrics({ defaultMetrics: opts.defaultMetrics ?? true });
-    const attestorHost = { store, clock, logger, trustDomain: config.trustDomain };
+    const attestorHost = { store, clock, logger, trustDomain: config.trustDomain, issuer };
     const attestors = new AttestorFacade({
       attestors: createAttestors(config, attestorHost),
       timeoutMs: config.attestors.timeoutMs,

@@ -45,6 +45,8 @@ export interface AttestorHost {
   clock: Clock;
   logger: Logger;
   trustDomain: string;
+  /** The broker's issuer URL (`iss` of its JWT-SVIDs), e.g. the default audience of Kubernetes tokens. */
+  issuer?: string | undefined;
 }
 
 export interface AttestorPlugin<C> {

@@ -7,6 +7,7 @@ interface JsonSchemaNode {
   description?: string;
   default?: unknown;
   properties?: Record<string, JsonSchemaNode>;
+  required?: string[];
   enum?: unknown[];
   anyOf?: JsonSchemaNode[];
   minimum?: number;
@@ -36,7 +37,14 @@ function constraints(node: JsonSchemaNode): string {
 function render(node: JsonSchemaNode, indent: string, out: string[]): void {
   for (const [key, child] of Object.entries(node.properties ?? {})) {
     if (child.description) out.push(`${indent}# ${child.description}${constraints(child)}`);
-    if (child.properties) {
+    if (child.properties && child.default === undefined && !node.required?.includes(key)) {
+      // An optional section (an attestor that is off unless configured): shown, but commented out.
+      const inner: string[] = [];
+      render(child, `${indent}  `, inner);
+      out.push(`${indent}# ${key}:`);
+      for (const line of inner)
+        out.push(line.trimStart().startsWith('#') ? line : `${indent}  # ${line.trimStart()}`);
+    } else if (child.properties) {
       out.push(`${indent}${key}:`);
       render(child, `${indent}  `, out);
     } else if (child.default !== undefined) {

@@ -168,9 +168,64 @@ const revocationFeedSchema = z
       .min(1)
       .max(100_000)
       .default(1_000)
-      .describe('Most concurrent SSE subscribers per broker process; more get 503.'),
+      .describe('Most concurrent SSE subscribers per broker process; more get 503 ERR_FEED_BUSY.'),
+    maxSubscribersPerAddress: z
+      .number()
+      .int()
+      .min(1)
+      .max(100_000)
+      .default(20)
+      .describe('Most concurrent SSE subscribers from one source address; more get 429.'),
   })
   .describe('The public revocation feed.');
+
+const rateLimitSchema = z
+  .strictObject({
+    enabled: z
+      .boolean()
+      .default(true)
+      .describe('Limit attestation failures, admin authentication failures and challenge requests.'),
+    windowSeconds: seconds(3600)
+      .default(60)
+      .describe(
+        'Fixed counting window, seconds; a limit reached blocks until the window ends (Retry-After).',
+      ),
+    attestationFailuresPerAddress: z
+      .number()
+      .int()
+      .min(1)
+      .max(1_000_000)
+      .default(20)
+      .describe(
+        'Attestation failures one source address (IPv6: one /64) may have per attestor per window; then ' +
+          'its requests for that attestor get 429, valid evidence included.',
+      ),
+    attestationFailuresPerAttestor: z
+      .number()
+      .int()
+      .min(0)
+      .max(100_000_000)
+      .default(1000)
+      .describe(
+        'Attestation failures per attestor per window from all addresses together; then the attestor ' +
+          'answers 429 to everyone until the window ends. 0 turns this budget off.',
+      ),
+    adminAuthFailuresPerAddress: z
+      .number()
+      .int()
+      .min(1)
+      .max(1_000_000)
+      .default(10)
+      .describe('Failed admin authentications per source address per window; then admin requests get 429.'),
+    challengesPerAddress: z
+      .number()
+      .int()
+      .min(1)
+      .max(1_000_000)
+      .default(60)
+      .describe('Attestation challenges (nonces) one source address may request per window.'),
+  })
+  .describe('Rate limits, counted in the store and so shared by every replica.');
 
 const attestorsSchema = z
   .strictObject({
@@ -211,6 +266,7 @@ export const configSchema = z
     attestors: attestorsSchema.prefault({}),
     lifecycle: lifecycleSchema.prefault({}),
     revocationFeed: revocationFeedSchema.prefault({}),
+    rateLimit: rateLimitSchema.prefault({}),
   })
   .superRefine((c, ctx) => {
     if (c.credentials.jwtDefaultTtl > c.credentials.maxTtl) {

@@ -5,6 +5,7 @@ import type { ErrorRequestHandler, NextFunction, Request, RequestHandler, Respon
 import type { z } from 'zod';
 import type { Deps } from '../deps.ts';
 import { ERRORS, isWritError, WritError } from '../errors.ts';
+import { enforceAdminAuthLimit, noteAdminAuthFailure } from './rate-limit.ts';
 
 export function sha256(value: string): Buffer {
   return createHash('sha256').update(value).digest();
@@ -62,15 +63,20 @@ export function invalidRequest(error: z.ZodError): WritError {
   return new WritError('invalid_request', detail);
 }
 
-/** The bootstrap admin bearer token, compared in constant time (both sides hashed to a fixed length). */
+/**
+ * The bootstrap admin bearer token, compared in constant time (both sides hashed to a fixed length).
+ * An address with too many failures in the window gets 429 before its token is even looked at.
+ */
 export function adminAuth(deps: Deps): RequestHandler {
-  return function adminAuthStep(req, res, next) {
+  return async function adminAuthStep(req, res, next) {
+    await enforceAdminAuthLimit(deps, req.ip, res);
     const header = req.get('authorization') ?? '';
     const match = /^Bearer ([\x21-\x7e]{1,512})$/.exec(header);
     const presented = sha256(match?.[1] ?? '');
     if (!match || !timingSafeEqual(presented, deps.adminTokenHash)) {
       res.set('WWW-Authenticate', 'Bearer realm="writ-admin"');
       deps.logger.warn({ reqId: res.locals.reqId, path: req.path }, 'admin authentication failed');
+      await noteAdminAuthFailure(deps, req.ip);
       next(new WritError('ERR_ADMIN_UNAUTHENTICATED'));
       return;
     }

@@ -11,6 +11,10 @@ export interface JobDeps {
 }
 
 export const REASON_DEADLINE = 'task_deadline';
+/** No credential lives longer than this (the config schema's cap on credentials.maxTtl). */
+export const HARD_MAX_TTL = 86_400;
+// Room for clock differences between brokers, workers and Redis.
+const FEED_TRIM_MARGIN = 3_600;
 export const REASON_COMPLETED = 'task_completed';
 
 const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
@@ -64,8 +68,9 @@ export async function sweep(deps: JobDeps, limit = 500): Promise<{ overdue: numb
   const pending = await deps.store.pendingTasks(now, limit);
   for (const task of pending.overdue) await taskDeadline(deps, task);
   for (const task of pending.ending) await fanOut(deps, task);
-  // A feed event matters only until the credential it names expires; none lives longer than maxTtl.
-  await deps.store.trimRevocations(now - deps.config.credentials.maxTtl - 60);
+  // A feed event matters only until the credential it names expires. Trim by the schema's hard cap, not the
+  // configured maxTtl: lowering maxTtl must not drop revocations of credentials minted under the old cap.
+  await deps.store.trimRevocations(now - HARD_MAX_TTL - FEED_TRIM_MARGIN);
   if (pending.overdue.length + pending.ending.length > 0) {
     deps.logger.info(
       { overdue: pending.overdue.length, ending: pending.ending.length },

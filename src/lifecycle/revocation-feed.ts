@@ -15,12 +15,21 @@ export function compareEventIds(a: string, b: string): number {
 }
 
 export const EVENT_ID_PATTERN = /^\d{1,20}-\d{1,20}$/;
+const MAX_U64 = 2n ** 64n - 1n;
+
+/** A feed position as Redis streams write them: two unsigned 64-bit integers. */
+export function isEventId(value: string): boolean {
+  if (!EVENT_ID_PATTERN.test(value)) return false;
+  const [ms = '', seq = ''] = value.split('-');
+  return BigInt(ms) <= MAX_U64 && BigInt(seq) <= MAX_U64;
+}
 
 export class RevocationHub {
   readonly #store: CredentialStore;
   readonly #logger: Logger;
   readonly #listeners = new Set<FeedListener>();
   readonly #streams = new Set<{ end(): unknown }>();
+  readonly #byAddress = new Map<string, number>();
   readonly #abort = new AbortController();
   #loop: Promise<void> | undefined;
 
@@ -42,10 +51,26 @@ export class RevocationHub {
     return () => this.#listeners.delete(listener);
   }
 
-  /** Tracks an open SSE response so that shutdown can end it instead of waiting for the client. */
-  track(stream: { end(): unknown }): () => void {
+  /**
+   * Tracks an open SSE response (so that shutdown can end it instead of waiting for the client) and counts
+   * it against its source address. The returned function untracks it; calling it twice is harmless.
+   */
+  track(stream: { end(): unknown }, address: string): () => void {
     this.#streams.add(stream);
-    return () => this.#streams.delete(stream);
+    this.#byAddress.set(address, (this.#byAddress.get(address) ?? 0) + 1);
+    let done = false;
+    return () => {
+      if (done) return;
+      done = true;
+      this.#streams.delete(stream);
+      const n = (this.#byAddress.get(address) ?? 1) - 1;
+      if (n <= 0) this.#byAddress.delete(address);
+      else this.#byAddress.set(address, n);
+    };
+  }
+
+  subscribersFrom(address: string): number {
+    return this.#byAddress.get(address) ?? 0;
   }
 
   endStreams(): void {

@@ -7,6 +7,8 @@ export interface Metrics {
   issuanceFailures: Counter<'type' | 'code'>;
   issuanceDuration: Histogram<'type'>;
   httpRequests: Counter<'route' | 'method' | 'status'>;
+  legacyIssuance: Counter<'attestor'>;
+  rateLimited: Counter<'limit'>;
 }
 
 export function createMetrics(opts: { defaultMetrics?: boolean } = {}): Metrics {
@@ -37,6 +39,18 @@ export function createMetrics(opts: { defaultMetrics?: boolean } = {}): Metrics 
       name: 'writ_http_requests_total',
       help: 'HTTP requests, by route, method and status.',
       labelNames: ['route', 'method', 'status'],
+      registers: [registry],
+    }),
+    legacyIssuance: new Counter({
+      name: 'writ_legacy_issuance_total',
+      help: 'Credentials issued on legacy evidence (static shared secrets), by attestor.',
+      labelNames: ['attestor'],
+      registers: [registry],
+    }),
+    rateLimited: new Counter({
+      name: 'writ_rate_limited_total',
+      help: 'Requests refused with 429, by the limit that refused them.',
+      labelNames: ['limit'],
       registers: [registry],
     }),
   };

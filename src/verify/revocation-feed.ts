@@ -271,7 +271,7 @@ export class RevocationFeed {
           this.#skip(m);
           return;
         }
-        this.#o.revocations.apply(event);
+        this.#o.revocations.apply(event, Math.floor(this.#o.now() / 1000));
         this.#revocationEvents++;
         this.#touch();
         if (this.#o.onRevocation) {

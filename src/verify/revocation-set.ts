@@ -1,10 +1,12 @@
 // What the relying party knows is revoked: credential ids and ended tasks, each until it would expire anyway.
 import { z } from 'zod';
 
-const nonEmpty = z.string().min(1);
+// Bounded like the broker's own ids, so a forged feed cannot pin large strings in memory.
+const credentialId = z.string().min(1).max(128);
+const taskId = z.string().min(1).max(200);
 const common = {
-  id: nonEmpty,
-  task: nonEmpty,
+  id: z.string().min(1).max(64),
+  task: taskId,
   expiresAt: z.number().int().nonnegative(),
   reason: z.string(),
   revokedAt: z.number().int().nonnegative(),
@@ -14,19 +16,22 @@ const common = {
 export const revocationEventSchema = z.discriminatedUnion('kind', [
   z.object({
     kind: z.literal('credential'),
-    credential: nonEmpty,
+    credential: credentialId,
     credentialType: z.enum(['jwt', 'x509']).optional(),
     ...common,
   }),
   z.object({
     kind: z.literal('task'),
-    credential: nonEmpty.optional(),
+    credential: credentialId.optional(),
     credentialType: z.enum(['jwt', 'x509']).optional(),
     ...common,
   }),
 ]);
 
 export type RevocationEvent = z.infer<typeof revocationEventSchema>;
+
+/** The longest a Writ credential may live (the broker's hard cap), seconds. */
+export const MAX_CREDENTIAL_LIFETIME = 86_400;
 
 /**
  * Two maps from id to the epoch second after which the entry no longer matters (every credential it
@@ -37,12 +42,17 @@ export class RevocationSet {
   readonly #credentials = new Map<string, number>();
   readonly #tasks = new Map<string, number>();
 
-  /** Records an event. A later event for the same id can only extend how long it is kept. */
-  apply(event: RevocationEvent): void {
+  /**
+   * Records an event. A later event for the same id can only extend how long it is kept. No entry is kept
+   * longer than a JWT-SVID can live (24 h) after it arrived, whatever the event claims: a forged or broken
+   * feed cannot pin memory forever (and the verifier refuses tokens that live longer than that).
+   */
+  apply(event: RevocationEvent, nowSeconds: number = Math.floor(Date.now() / 1000)): void {
     const map = event.kind === 'task' ? this.#tasks : this.#credentials;
     const key = event.kind === 'task' ? event.task : event.credential;
+    const keepUntil = Math.min(event.expiresAt, nowSeconds + MAX_CREDENTIAL_LIFETIME + 300);
     const known = map.get(key);
-    if (known === undefined || known < event.expiresAt) map.set(key, event.expiresAt);
+    if (known === undefined || known < keepUntil) map.set(key, keepUntil);
   }
 
   /** True when the credential `id` (a jti or an X.509 serial in hex) was revoked. */

@@ -14,7 +14,7 @@ import {
 import { parseTrustDomain, validateSpiffeId } from '../spiffe/spiffe-id.ts';
 import { VerifyError } from './errors.ts';
 import { type FeedStatus, RevocationFeed, type VerifierLogger } from './revocation-feed.ts';
-import { type RevocationEvent, RevocationSet } from './revocation-set.ts';
+import { MAX_CREDENTIAL_LIFETIME, type RevocationEvent, RevocationSet } from './revocation-set.ts';
 
 /** The algorithms the SPIFFE JWT-SVID standard allows. `none`, HMAC and EdDSA can never be enabled. */
 export const JWT_SVID_ALGORITHMS = [
@@ -43,6 +43,8 @@ export interface VerifierOptions {
   algorithms?: readonly JwtSvidAlgorithm[] | undefined;
   /** Default `${issuer}/.well-known/jwks.json`. */
   jwksUri?: string | undefined;
+  /** Allow plain http:// URLs to hosts other than loopback (never in production). Default false. */
+  allowInsecureHttp?: boolean | undefined;
   /** Default `${issuer}/v1/revocations/stream`. */
   revocationStreamUrl?: string | undefined;
   /**
@@ -154,12 +156,22 @@ function audienceList(name: string, value: string | readonly string[]): string[]
   return list;
 }
 
-function url(name: string, value: string): string {
+const LOOPBACK = new Set(['localhost', '127.0.0.1', '[::1]']);
+
+/**
+ * Keys and revocations must come over TLS: over plain HTTP an intermediary could swap keys or drop events
+ * while keeping heartbeats. Plain HTTP is allowed to loopback (dev mode) or with `allowInsecureHttp`.
+ */
+function url(name: string, value: string, allowInsecureHttp = false): string {
+  let parsed: URL;
   try {
-    return new URL(value).href;
+    parsed = new URL(value);
   } catch {
     throw new TypeError(`${name} must be an absolute URL`);
   }
+  if (parsed.protocol === 'https:') return parsed.href;
+  if (parsed.protocol === 'http:' && (allowInsecureHttp || LOOPBACK.has(parsed.hostname))) return parsed.href;
+  throw new TypeError(`${name} must be an https URL (plain http only to loopback or with allowInsecureHttp)`);
 }
 
 function claimError(e: errors.JWTClaimValidationFailed): VerifyError {
@@ -276,12 +288,15 @@ class JwtSvidVerifier implements Verifier {
     this.#now = o.now ?? Date.now;
     const fetchImpl = o.fetch ?? globalThis.fetch;
 
-    this.#jwks = createRemoteJWKSet(new URL(url('jwksUri', o.jwksUri ?? `${base}/.well-known/jwks.json`)), {
-      cooldownDuration: positive('jwks.cooldownMs', o.jwks?.cooldownMs, 30_000, true),
-      cacheMaxAge: positive('jwks.cacheMaxAgeMs', o.jwks?.cacheMaxAgeMs, 600_000),
-      timeoutDuration: Math.round(positive('jwks.timeoutMs', o.jwks?.timeoutMs, 5_000)),
-      [customFetch]: jwksFetch(fetchImpl),
-    });
+    this.#jwks = createRemoteJWKSet(
+      new URL(url('jwksUri', o.jwksUri ?? `${base}/.well-known/jwks.json`, o.allowInsecureHttp)),
+      {
+        cooldownDuration: positive('jwks.cooldownMs', o.jwks?.cooldownMs, 30_000, true),
+        cacheMaxAge: positive('jwks.cacheMaxAgeMs', o.jwks?.cacheMaxAgeMs, 600_000),
+        timeoutDuration: Math.round(positive('jwks.timeoutMs', o.jwks?.timeoutMs, 5_000)),
+        [customFetch]: jwksFetch(fetchImpl),
+      },
+    );
     const jwks = this.#jwks;
     // Not async, and no await of its own: this sits on every verification's path.
     this.#getKey = (header, token) => {
@@ -295,7 +310,11 @@ class JwtSvidVerifier implements Verifier {
     if (o.revocationFeed !== false) {
       const maxStalenessMs = positive('maxStalenessMs', o.maxStalenessMs, 30_000);
       this.#feed = new RevocationFeed({
-        url: url('revocationStreamUrl', o.revocationStreamUrl ?? `${base}/v1/revocations/stream`),
+        url: url(
+          'revocationStreamUrl',
+          o.revocationStreamUrl ?? `${base}/v1/revocations/stream`,
+          o.allowInsecureHttp,
+        ),
         fetch: fetchImpl,
         now: this.#now,
         revocations: this.#revocations,
@@ -378,6 +397,9 @@ class JwtSvidVerifier implements Verifier {
     if (typeof iat !== 'number' || typeof exp !== 'number') throw invalid('iat', 'the token has no lifetime');
     if (iat > this.#now() / 1000 + this.#clockTolerance)
       throw invalid('iat', 'the "iat" claim is in the future');
+    // Revocations are remembered for at most this long; a token that claims to live longer is not ours.
+    if (exp - iat > MAX_CREDENTIAL_LIFETIME)
+      throw invalid('exp', 'the token lives longer than a JWT-SVID may');
     return {
       spiffeId: sub,
       trustDomain,

@@ -40,6 +40,8 @@ export async function startTestBroker(
   const input: WritConfigInput = {
     logLevel: 'silent',
     ...opts.config,
+    // Tests hammer the broker from one loopback address: rate limits apply only where a test configures them.
+    rateLimit: opts.config?.rateLimit ?? { enabled: false },
     adminToken,
     server: { host: '127.0.0.1', port: 0, ...opts.config?.server },
     redis:

@@ -6,7 +6,7 @@ import type { Deps } from '../../deps.ts';
 import { WritError } from '../../errors.ts';
 import { type BulkSelector, REASON_ADMIN, REASON_PATTERN } from '../../lifecycle/lifecycle.service.ts';
 import { isTaskId, taskIdSchema } from '../../lifecycle/task-id.ts';
-import { spiffeIdSchema } from '../../spiffe/spiffe-id.ts';
+import { isTrustDomainId, spiffeIdSchema } from '../../spiffe/spiffe-id.ts';
 import { credentialStatus } from '../../store/status.ts';
 import {
   type CredentialView,
@@ -97,7 +97,13 @@ const bulkBodySchema = z
   .strictObject({
     task: taskIdSchema.optional(),
     spiffeId: spiffeIdSchema.optional(),
-    spiffeIdPrefix: spiffeIdSchema.optional(),
+    // A whole trust domain is not a prefix an admin revokes by accident: name a path.
+    spiffeIdPrefix: spiffeIdSchema
+      .refine(
+        (id) => !isTrustDomainId(id),
+        'name a path below the trust domain; revoking everything is refused',
+      )
+      .optional(),
     attestor: z
       .string()
       .regex(/^[a-z0-9_]{1,64}$/)

@@ -5,7 +5,7 @@ import type { Deps } from '../../deps.ts';
 import { WritError } from '../../errors.ts';
 import { verifyLiveToken } from '../../lifecycle/introspect.ts';
 import { REASON_HOLDER } from '../../lifecycle/lifecycle.service.ts';
-import { compareEventIds, EVENT_ID_PATTERN } from '../../lifecycle/revocation-feed.ts';
+import { compareEventIds, EVENT_ID_PATTERN, isEventId } from '../../lifecycle/revocation-feed.ts';
 import { isTaskId } from '../../lifecycle/task-id.ts';
 import type { RevocationEvent } from '../../store/types.ts';
 
@@ -68,7 +68,11 @@ function oauthRevoke(deps: Deps): RequestHandler {
 }
 
 const sinceQuery = z.strictObject({
-  since: z.string().regex(EVENT_ID_PATTERN, 'since is an event id').optional(),
+  since: z
+    .string()
+    .regex(EVENT_ID_PATTERN, 'since is an event id')
+    .refine(isEventId, 'since is an event id')
+    .optional(),
   limit: z.coerce.number().int().min(1).max(1000).default(1000),
 });
 
@@ -91,44 +95,75 @@ function sseMessage(event: RevocationEvent): string {
 // A subscriber that does not read its stream is dropped rather than buffered without bound; it reconnects
 // with Last-Event-ID and catches up.
 const MAX_BUFFERED_BYTES = 4 * 1024 * 1024;
+const REPLAY_PAGE = 1000;
+
+/** Resolves when the socket can take more, or is gone; leaves no listener behind. */
+function drainedOrClosed(res: NodeJS.EventEmitter): Promise<void> {
+  return new Promise((resolve) => {
+    const done = () => {
+      res.off('drain', done);
+      res.off('close', done);
+      resolve();
+    };
+    res.on('drain', done);
+    res.on('close', done);
+  });
+}
 
 /**
- * SSE: subscribe to the live hub first (buffering), replay from the cursor out of the store, then flush the
- * buffer without duplicates, announce `ready`, and stream live events with heartbeats.
+ * SSE: subscribe to the live hub first (buffering), replay from the cursor out of the store page by page
+ * (waiting for the socket to drain, so a large backlog neither sits in memory nor trips the slow-reader
+ * cap), flush the buffer without duplicates, announce `ready`, then stream live events with heartbeats.
  */
 function revocationStream(deps: Deps): RequestHandler {
   return async function revocationStreamStep(req, res) {
     const header = req.get('last-event-id');
     const query = typeof req.query.since === 'string' ? req.query.since : undefined;
     const since = header ?? query;
-    if (since !== undefined && since !== '' && !EVENT_ID_PATTERN.test(since)) {
+    if (since !== undefined && since !== '' && !isEventId(since)) {
       throw new WritError('invalid_request', 'Last-Event-ID is not an event id');
     }
-    if (deps.feed.subscribers >= deps.config.revocationFeed.maxSubscribers) {
-      throw new WritError('ERR_RATE_LIMITED', 'too many feed subscribers; retry later');
+    const { maxSubscribers, maxSubscribersPerAddress } = deps.config.revocationFeed;
+    const address = req.ip ?? 'unknown';
+    if (deps.feed.subscribers >= maxSubscribers) {
+      throw new WritError('ERR_FEED_BUSY', 'too many feed subscribers; retry later');
     }
+    if (deps.feed.subscribersFrom(address) >= maxSubscribersPerAddress) {
+      throw new WritError('ERR_RATE_LIMITED', 'too many feed subscribers from this address');
+    }
+    // A cursor ahead of the feed (a restored Redis, a clock rollback, another broker's id) would filter out
+    // every real event: replay from the start instead.
     let last = since || undefined;
+    if (last !== undefined && compareEventIds(last, await deps.store.lastRevocationId()) > 0)
+      last = undefined;
+
     let live = false;
     const buffered: RevocationEvent[] = [];
-    const write = (events: RevocationEvent[]) => {
+    const format = (events: RevocationEvent[]): string => {
       let chunk = '';
       for (const e of events) {
         if (last !== undefined && compareEventIds(e.id, last) <= 0) continue;
         chunk += sseMessage(e);
         last = e.id;
       }
+      return chunk;
+    };
+    const writeLive = (events: RevocationEvent[]) => {
+      const chunk = format(events);
       if (chunk) res.write(chunk);
+      // A live subscriber that does not read is dropped; it reconnects with Last-Event-ID and catches up.
       if (res.writableLength > MAX_BUFFERED_BYTES) res.destroy();
     };
     const unsubscribe = deps.feed.subscribe((events) => {
-      if (live) write(events);
+      if (live) writeLive(events);
       else buffered.push(...events);
     });
-    const heartbeat = setInterval(() => {
-      res.write(`event: heartbeat\ndata: {"time":${deps.clock()}}\n\n`);
-    }, deps.config.revocationFeed.heartbeatMs);
-    const untrack = deps.feed.track(res);
+    let heartbeat: NodeJS.Timeout | undefined;
+    const untrack = deps.feed.track(res, address);
+    let stopped = false;
     const stop = () => {
+      if (stopped) return;
+      stopped = true;
       clearInterval(heartbeat);
       unsubscribe();
       untrack();
@@ -136,15 +171,8 @@ function revocationStream(deps: Deps): RequestHandler {
     res.on('close', stop);
 
     try {
-      // Replay what the client missed before going live.
-      let page: RevocationEvent[];
-      let cursor = last;
-      const replay: RevocationEvent[] = [];
-      do {
-        page = await deps.store.readRevocations(cursor, 1000);
-        replay.push(...page);
-        if (page.length > 0) cursor = page[page.length - 1]!.id;
-      } while (page.length === 1000);
+      // The first page is read before the headers go out, so a store outage is a clean 503.
+      let page = await deps.store.readRevocations(last, REPLAY_PAGE);
       res.status(200).set({
         'Content-Type': 'text/event-stream; charset=utf-8',
         'Cache-Control': 'no-store',
@@ -153,12 +181,26 @@ function revocationStream(deps: Deps): RequestHandler {
       });
       res.flushHeaders();
       res.write('retry: 1000\n\n');
-      write(replay);
-      write(buffered.splice(0));
+      heartbeat = setInterval(() => {
+        res.write(`event: heartbeat\ndata: {"time":${deps.clock()}}\n\n`);
+      }, deps.config.revocationFeed.heartbeatMs);
+      for (;;) {
+        const chunk = format(page);
+        if (chunk && !res.write(chunk)) await drainedOrClosed(res);
+        if (stopped || page.length < REPLAY_PAGE) break;
+        page = await deps.store.readRevocations(last, REPLAY_PAGE);
+      }
+      if (stopped) return;
+      const rest = format(buffered.splice(0));
+      if (rest) res.write(rest);
       live = true;
       res.write(`event: ready\ndata: ${JSON.stringify({ cursor: last ?? '0-0' })}\n\n`);
     } catch (err) {
       stop();
+      if (res.headersSent) {
+        res.destroy();
+        return;
+      }
       throw err;
     }
   };

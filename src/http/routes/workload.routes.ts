@@ -1,10 +1,37 @@
 // Workload endpoints: exchange attestation evidence for an SVID.
 import { type RequestHandler, Router } from 'express';
+import { LEGACY_ATTESTORS } from '../../../attestors/plugins.ts';
 import type { Deps } from '../../deps.ts';
 import { isWritError } from '../../errors.ts';
 import { issueJwtSvid, type JwtSvidRequest } from '../../issuance/jwt-svid.ts';
 import { parseBody, requireJson } from '../middleware.ts';
+import { attestationRateLimit, noteAttestationFailure } from '../rate-limit.ts';
 import { jwtSvidRequestSchema } from '../schemas.ts';
+
+/**
+ * Legacy evidence (static shared secrets) must stay visible: one warning and one count per credential it
+ * yields (the credential record is marked `legacy` by the pipeline). Never logs the evidence.
+ */
+export function noteLegacyIssuance(
+  deps: Deps,
+  issued: { id: string; spiffeId: string; task: string; expiresAt: number },
+  attestor: string,
+  reqId: unknown,
+): void {
+  if (!LEGACY_ATTESTORS.has(attestor)) return;
+  deps.metrics.legacyIssuance.inc({ attestor });
+  deps.logger.warn(
+    {
+      reqId,
+      attestor,
+      id: issued.id,
+      spiffeId: issued.spiffeId,
+      task: issued.task,
+      expiresAt: issued.expiresAt,
+    },
+    'legacy credential issued: the workload still attests with a static secret',
+  );
+}
 
 function issueJwt(deps: Deps): RequestHandler {
   return async function issueJwtStep(req, res) {
@@ -23,9 +50,11 @@ function issueJwt(deps: Deps): RequestHandler {
         },
         'jwt-svid issued',
       );
+      noteLegacyIssuance(deps, issued, body.attestor, res.locals.reqId);
       res.status(200).set('Cache-Control', 'no-store').json(issued);
     } catch (e) {
       deps.metrics.issuanceFailures.inc({ type: 'jwt', code: isWritError(e) ? e.code : 'server_error' });
+      await noteAttestationFailure(deps, body.attestor, req.ip, e);
       throw e;
     } finally {
       stop();
@@ -39,6 +68,7 @@ export function workloadRoutes(deps: Deps): Router {
     '/v1/svid/jwt',
     requireJson,
     parseBody(jwtSvidRequestSchema(deps.config.trustDomain)),
+    attestationRateLimit(deps, (res) => (res.locals.body as JwtSvidRequest).attestor),
     issueJwt(deps),
   );
   return router;

@@ -486,13 +486,18 @@ export class MemoryStore implements CredentialStore {
   }
 
   #eventsAfter(from: FeedPosition | undefined, limit: number): RevocationEvent[] {
-    const out: RevocationEvent[] = [];
-    for (const entry of this.#feed) {
-      if (from !== undefined && compareFeedPositions(entry.position, from) <= 0) continue;
-      out.push({ ...entry.event });
-      if (out.length === limit) break;
+    // The feed is ordered by position: binary-search the first entry after `from` (a tail reader calls this
+    // on every append, so a linear scan would make a busy feed quadratic).
+    let lo = 0;
+    if (from !== undefined) {
+      let hi = this.#feed.length;
+      while (lo < hi) {
+        const mid = (lo + hi) >>> 1;
+        if (compareFeedPositions(this.#feed[mid]!.position, from) <= 0) lo = mid + 1;
+        else hi = mid;
+      }
     }
-    return out;
+    return this.#feed.slice(lo, lo + limit).map((entry) => ({ ...entry.event }));
   }
 
   #appendCredentialEvent(c: CredentialRecord): void {

@@ -1,0 +1,257 @@
+// Redis adapter of the AuditLog: one hash chain in one stream, extended by compare-and-append from any replica.
+//
+// Data model (`<p>` is the prefix, `writ:` by default):
+//   <p>audit        stream  one entry per record, entry id `<seq>-0` (so a page `after` a seq is one XRANGE);
+//                           fields seq, time, type, actor, [subject], [decision], [policies] (JSON array),
+//                           [details] (JSON object), prev, hash. Never trimmed unless `maxLen` is set.
+//   <p>audit:head   hash    seq, hash of the newest record: the chain head, written with every append. It lets
+//                           verify notice a truncated trail, and keeps a deleted stream from restarting at genesis.
+// Why a stream: records are append-only and ordered, pageable by id, and can be followed with XREAD by an
+// external shipper. Redis can still be rewritten by whoever has write access (XDEL, or DEL and re-XADD with
+// chosen ids); that is what the hash chain makes evident, and what the tests do.
+//
+// Appending: the client reads the head (cached after its own appends), builds the record on it (seq = head + 1,
+// prev = head hash), computes its SHA-256 (Redis Lua has no SHA-256) and runs lua/append-2.lua, which writes it
+// only if the head is still the one it was built on; otherwise it returns the current head and the client
+// rebuilds and retries. Appends of one instance are queued so that only other replicas make it retry.
+// Like the credential store this targets a standalone Redis: the two keys have no common hash tag.
+// Failures: as the credential store, fail closed (ERR_STORE_UNAVAILABLE; an unanswered append may still land).
+
+import type { Redis } from 'ioredis';
+import { z } from 'zod';
+import { WritError } from '../errors.ts';
+import { type Clock, systemClock } from '../store/types.ts';
+import {
+  type AuditEvent,
+  type AuditHead,
+  type AuditLog,
+  type AuditPage,
+  type AuditPageRequest,
+  type AuditRecord,
+  type AuditVerifyRange,
+  type AuditVerifyResult,
+  type ChainSource,
+  checkEvent,
+  checkPageRequest,
+  GENESIS_HASH,
+  parseAuditRecord,
+  type StoredSlot,
+  sealRecord,
+  toPage,
+  verifyChain,
+} from './audit-log.ts';
+import { callRedis, defineScripts, malformed } from './redis-call.ts';
+
+export interface RedisAuditLogOptions {
+  /** Owned by the caller: never closed here. */
+  redis: Redis;
+  /** Key prefix; default `writ:`. */
+  prefix?: string;
+  clock?: Clock;
+  /**
+   * Trim the stream to this many records (MAXLEN =) on every append. Unset by default: the trail is kept
+   * whole. A trimmed trail verifies from its oldest retained record (export records before they go).
+   */
+  maxLen?: number | undefined;
+  /** A call that gets no answer within this many ms fails with ERR_STORE_UNAVAILABLE; default 2000. */
+  commandTimeoutMs?: number;
+  /** Compare-and-append attempts before an append gives up with ERR_STORE_UNAVAILABLE; default 100. */
+  maxAppendAttempts?: number;
+}
+
+export function auditKeys(prefix: string) {
+  return { stream: `${prefix}audit`, head: `${prefix}audit:head` };
+}
+
+const SCRIPTS = { writAuditAppend: 'append-2.lua' } as const;
+
+const APPEND_CODES = { 1: 'appended', 0: 'moved', [-1]: 'head_missing' } as const;
+
+const appendReply = z.tuple([
+  z.number().int(),
+  z.string().regex(/^\d+$/).transform(Number),
+  z.string().regex(/^[0-9a-f]{64}$/),
+]);
+const headReply = z.tuple([z.string().nullable(), z.string().nullable()]);
+const streamEntries = z.array(z.tuple([z.string(), z.array(z.string())]));
+
+export class RedisAuditLog implements AuditLog {
+  readonly kind = 'redis' as const;
+  readonly #redis: Redis;
+  readonly #scripts: ReturnType<typeof defineScripts<keyof typeof SCRIPTS>>;
+  readonly #keys: ReturnType<typeof auditKeys>;
+  readonly #clock: Clock;
+  readonly #maxLen: number | undefined;
+  readonly #timeoutMs: number;
+  readonly #maxAttempts: number;
+  /** The head after this instance's last append; a guess (another replica may have moved it). */
+  #head: AuditHead | undefined;
+  /** Appends of this instance run one at a time, in call order. */
+  #queue: Promise<unknown> = Promise.resolve();
+
+  constructor(opts: RedisAuditLogOptions) {
+    if (opts.maxLen !== undefined && (!Number.isSafeInteger(opts.maxLen) || opts.maxLen < 1)) {
+      throw new TypeError('maxLen must be a positive integer');
+    }
+    const attempts = opts.maxAppendAttempts ?? 100;
+    if (!Number.isSafeInteger(attempts) || attempts < 1) {
+      throw new TypeError('maxAppendAttempts must be a positive integer');
+    }
+    this.#redis = opts.redis;
+    this.#scripts = defineScripts(opts.redis, new URL('./lua/', import.meta.url), SCRIPTS);
+    this.#keys = auditKeys(opts.prefix ?? 'writ:');
+    this.#clock = opts.clock ?? systemClock;
+    this.#maxLen = opts.maxLen;
+    this.#timeoutMs = opts.commandTimeoutMs ?? 2000;
+    this.#maxAttempts = attempts;
+  }
+
+  async append(event: AuditEvent): Promise<AuditRecord> {
+    const checked = checkEvent(event);
+    const run = this.#queue.then(() => this.#append(checked));
+    this.#queue = run.catch(() => {});
+    return run;
+  }
+
+  async #append(event: Omit<AuditRecord, 'seq' | 'time' | 'prev' | 'hash'>): Promise<AuditRecord> {
+    let head = this.#head ?? (await this.head());
+    this.#head = undefined; // until this append is known to have landed
+    for (let attempt = 0; attempt < this.#maxAttempts; attempt++) {
+      const record = sealRecord(event, head, this.#clock());
+      const raw = await this.#call(() =>
+        this.#scripts.writAuditAppend(
+          this.#keys.stream,
+          this.#keys.head,
+          record.prev,
+          record.seq,
+          record.hash,
+          this.#maxLen ?? 0,
+          ...toFields(record),
+        ),
+      );
+      const parsed = appendReply.safeParse(raw);
+      if (!parsed.success) throw malformed('audit append reply', parsed.error);
+      const [code, seq, hash] = parsed.data;
+      const outcome = (APPEND_CODES as Record<number, string>)[code];
+      if (outcome === 'appended') {
+        this.#head = { seq, hash };
+        return record;
+      }
+      if (outcome === 'head_missing') {
+        throw new WritError('server_error', undefined, {
+          cause: new Error('the audit chain head is missing while the stream holds records; see docs'),
+        });
+      }
+      if (outcome !== 'moved') throw malformed('audit append reply', new Error(`unknown code ${code}`));
+      head = { seq, hash };
+    }
+    throw new WritError('ERR_STORE_UNAVAILABLE', undefined, {
+      cause: new Error(`audit append lost the race ${this.#maxAttempts} times`),
+    });
+  }
+
+  async page(request: AuditPageRequest): Promise<AuditPage> {
+    const { after, limit } = checkPageRequest(request);
+    const records = (await this.#read(after + 1, limit)).map((slot) => {
+      if ('problem' in slot) throw malformed('audit record', new Error(slot.problem));
+      return slot.record;
+    });
+    return toPage(records, limit);
+  }
+
+  async verify(range?: AuditVerifyRange): Promise<AuditVerifyResult> {
+    const source: ChainSource = {
+      bounds: () => this.#bounds(),
+      head: () => this.head(),
+      read: (from, limit) => this.#read(from, limit),
+    };
+    return verifyChain(source, range, this.#maxLen !== undefined);
+  }
+
+  async head(): Promise<AuditHead> {
+    const raw = await this.#call(() => this.#redis.hmget(this.#keys.head, 'seq', 'hash'));
+    const parsed = headReply.safeParse(raw);
+    if (!parsed.success) throw malformed('audit head', parsed.error);
+    const [seq, hash] = parsed.data;
+    if (seq === null && hash === null) return { seq: 0, hash: GENESIS_HASH };
+    if (seq === null || !/^\d+$/.test(seq) || hash === null || !/^[0-9a-f]{64}$/.test(hash)) {
+      throw malformed('audit head');
+    }
+    return { seq: Number(seq), hash };
+  }
+
+  async #bounds(): Promise<{ oldest: number; newest: number } | null> {
+    const [first, last] = await this.#call(() =>
+      Promise.all([
+        this.#redis.xrange(this.#keys.stream, '-', '+', 'COUNT', 1),
+        this.#redis.xrevrange(this.#keys.stream, '+', '-', 'COUNT', 1),
+      ]),
+    );
+    const oldest = first[0]?.[0];
+    const newest = last[0]?.[0];
+    if (oldest === undefined || newest === undefined) return null;
+    return { oldest: idPosition(oldest), newest: idPosition(newest) };
+  }
+
+  /** Up to `limit` stream entries with id >= `<from>-0`, each decoded or marked unreadable. */
+  async #read(from: number, limit: number): Promise<StoredSlot[]> {
+    const raw = await this.#call(() =>
+      this.#redis.xrange(this.#keys.stream, `${from}-0`, '+', 'COUNT', limit),
+    );
+    const parsed = streamEntries.safeParse(raw);
+    if (!parsed.success) throw malformed('audit stream', parsed.error);
+    return parsed.data.map(([id, flat]): StoredSlot => {
+      const position = idPosition(id);
+      if (!/^\d+-0$/.test(id)) return { position, problem: `the stream id ${id} is not <seq>-0` };
+      const record = fromFields(flat);
+      return record === null ? { position, problem: 'the record is malformed' } : { position, record };
+    });
+  }
+
+  #call<T>(op: () => Promise<T>): Promise<T> {
+    return callRedis(op, this.#timeoutMs);
+  }
+}
+
+// ---- encoding
+
+function toFields(record: AuditRecord): string[] {
+  const fields = ['seq', String(record.seq), 'time', String(record.time), 'type', record.type];
+  fields.push('actor', record.actor);
+  if (record.subject !== undefined) fields.push('subject', record.subject);
+  if (record.decision !== undefined) fields.push('decision', record.decision);
+  if (record.policies !== undefined) fields.push('policies', JSON.stringify(record.policies));
+  if (record.details !== undefined) fields.push('details', JSON.stringify(record.details));
+  fields.push('prev', record.prev, 'hash', record.hash);
+  return fields;
+}
+
+const INTEGER_FIELDS = new Set(['seq', 'time']);
+const JSON_FIELDS = new Set(['policies', 'details']);
+
+/** The record a stream entry holds, or null when it is not a well-formed record. */
+function fromFields(flat: string[]): AuditRecord | null {
+  if (flat.length % 2 !== 0) return null;
+  const object: Record<string, unknown> = {};
+  for (let i = 0; i < flat.length; i += 2) {
+    const name = flat[i]!;
+    const value = flat[i + 1]!;
+    if (Object.hasOwn(object, name)) return null;
+    if (INTEGER_FIELDS.has(name)) {
+      if (!/^-?\d{1,16}$/.test(value)) return null;
+      object[name] = Number(value);
+    } else if (JSON_FIELDS.has(name)) {
+      try {
+        object[name] = JSON.parse(value);
+      } catch {
+        return null;
+      }
+    } else object[name] = value;
+  }
+  return parseAuditRecord(object);
+}
+
+/** The seq part of an entry id `<seq>-<n>`. */
+function idPosition(id: string): number {
+  return Number(id.slice(0, id.indexOf('-')));
+}
