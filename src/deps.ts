@@ -1,6 +1,8 @@
 // The dependencies every service and route receives; built only by the composition root (src/server.ts).
 import type { Logger } from 'pino';
+import type { AdminAccounts } from './admin/accounts.ts';
 import type { AttestorFacade } from './attestation/facade.ts';
+import type { AuditLog } from './audit/audit-log.ts';
 import type { Mode } from './config/loader.ts';
 import type { WritConfig } from './config/schema.ts';
 import type { KeyManager } from './keys/signing-keys.ts';
@@ -18,6 +20,8 @@ export interface Deps {
   keys: KeyManager;
   attestors: AttestorFacade;
   lifecycle: Lifecycle;
+  accounts: AdminAccounts;
+  audit: AuditLog;
   feed: RevocationHub;
   logger: Logger;
   metrics: Metrics;

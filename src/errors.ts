@@ -19,6 +19,16 @@ export const ERRORS = {
   ERR_FEED_BUSY: { status: 503, description: 'the revocation feed has no room for another subscriber' },
   // admin authentication
   ERR_ADMIN_UNAUTHENTICATED: { status: 401, description: 'a valid admin bearer token is required' },
+  ERR_OTP_REQUIRED: {
+    status: 401,
+    description: 'this operation needs a fresh TOTP code in the X-Writ-OTP header',
+  },
+  ERR_OTP_INVALID: { status: 401, description: 'the TOTP code is not valid or was already used' },
+  ERR_ACCOUNT_LOCKED: {
+    status: 423,
+    description: 'the admin account is locked after repeated TOTP failures; try again later',
+  },
+  ERR_ADMIN_EXISTS: { status: 409, description: 'an admin account with this name exists' },
   // attestation
   ERR_ATTESTOR_UNKNOWN: { status: 400, description: 'no such attestor is enabled' },
   ERR_ATTESTATION_FAILED: { status: 401, description: 'attestation failed' },

@@ -3,9 +3,11 @@ import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { Redis } from 'ioredis';
 import type { Logger } from 'pino';
+import { type AdminAccounts, MemoryAdminAccounts, RedisAdminAccounts } from './admin/index.ts';
 import { createApp } from './app.ts';
 import { AttestorFacade } from './attestation/facade.ts';
 import { createAttestors } from './attestation/registry.ts';
+import { type AuditLog, MemoryAuditLog, RedisAuditLog } from './audit/index.ts';
 import { issuerOf, type LoadedConfig } from './config/loader.ts';
 import type { Deps } from './deps.ts';
 import { sha256 } from './http/middleware.ts';
@@ -122,7 +124,33 @@ export async function startBroker(loaded: LoadedConfig, opts: StartOptions = {})
       });
       closers.push(() => worker.close());
     }
-    const lifecycle = new Lifecycle({ store, scheduler, clock, logger });
+    let accounts: AdminAccounts;
+    let audit: AuditLog;
+    if (redisClient) {
+      const common = {
+        redis: redisClient,
+        prefix: config.redis.prefix,
+        clock,
+        commandTimeoutMs: config.redis.commandTimeoutMs,
+      };
+      accounts = new RedisAdminAccounts({
+        ...common,
+        maxOtpFailures: config.admin.maxOtpFailures,
+        lockoutSeconds: config.admin.lockoutSeconds,
+      });
+      audit = new RedisAuditLog({
+        ...common,
+        ...(config.audit.maxLen ? { maxLen: config.audit.maxLen } : {}),
+      });
+    } else {
+      accounts = new MemoryAdminAccounts({
+        clock,
+        maxOtpFailures: config.admin.maxOtpFailures,
+        lockoutSeconds: config.admin.lockoutSeconds,
+      });
+      audit = new MemoryAuditLog({ clock, ...(config.audit.maxLen ? { maxLen: config.audit.maxLen } : {}) });
+    }
+    const lifecycle = new Lifecycle({ store, scheduler, clock, logger, audit });
     const feed = new RevocationHub({ store, logger });
     feed.start();
     closers.push(() => feed.close());
@@ -166,6 +194,8 @@ export async function startBroker(loaded: LoadedConfig, opts: StartOptions = {})
       keys,
       attestors,
       lifecycle,
+      accounts,
+      audit,
       feed,
       logger,
       metrics,

@@ -45,8 +45,12 @@ function render(node: JsonSchemaNode, indent: string, out: string[]): void {
       for (const line of inner)
         out.push(line.trimStart().startsWith('#') ? line : `${indent}  # ${line.trimStart()}`);
     } else if (child.properties) {
-      out.push(`${indent}${key}:`);
-      render(child, `${indent}  `, out);
+      const inner: string[] = [];
+      render(child, `${indent}  `, inner);
+      // A section whose every option is commented out would read as null: write it as an empty mapping.
+      const empty = inner.every((line) => line.trimStart().startsWith('#'));
+      out.push(`${indent}${key}:${empty ? ' {}' : ''}`);
+      out.push(...inner);
     } else if (child.default !== undefined) {
       out.push(`${indent}${key}: ${yamlScalar(child.default)}`);
     } else {

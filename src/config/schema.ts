@@ -227,6 +227,34 @@ const rateLimitSchema = z
   })
   .describe('Rate limits, counted in the store and so shared by every replica.');
 
+const adminSchema = z
+  .strictObject({
+    maxOtpFailures: z
+      .number()
+      .int()
+      .min(1)
+      .max(100)
+      .default(5)
+      .describe('Consecutive TOTP failures after which an admin account is locked.'),
+    lockoutSeconds: seconds(DAY)
+      .default(900)
+      .describe('How long a locked admin account stays locked, seconds.'),
+  })
+  .describe('Admin accounts and MFA.');
+
+const auditSchema = z
+  .strictObject({
+    maxLen: z
+      .number()
+      .int()
+      .min(1000)
+      .optional()
+      .describe(
+        'Trim the audit stream to this many records; unset keeps the whole trail (export before trimming).',
+      ),
+  })
+  .describe('The hash-chained audit trail.');
+
 const attestorsSchema = z
   .strictObject({
     join_token: joinTokenConfigSchema.prefault({}),
@@ -267,6 +295,8 @@ export const configSchema = z
     lifecycle: lifecycleSchema.prefault({}),
     revocationFeed: revocationFeedSchema.prefault({}),
     rateLimit: rateLimitSchema.prefault({}),
+    admin: adminSchema.prefault({}),
+    audit: auditSchema.prefault({}),
   })
   .superRefine((c, ctx) => {
     if (c.credentials.jwtDefaultTtl > c.credentials.maxTtl) {

@@ -3,6 +3,7 @@ import { createHash, randomUUID, timingSafeEqual } from 'node:crypto';
 import type { IncomingMessage } from 'node:http';
 import type { ErrorRequestHandler, NextFunction, Request, RequestHandler, Response } from 'express';
 import type { z } from 'zod';
+import { type AdminAuthDeps, requireAdmin, requireOtp } from '../admin/middleware.ts';
 import type { Deps } from '../deps.ts';
 import { ERRORS, isWritError, WritError } from '../errors.ts';
 import { enforceAdminAuthLimit, noteAdminAuthFailure } from './rate-limit.ts';
@@ -68,20 +69,35 @@ export function invalidRequest(error: z.ZodError): WritError {
  * An address with too many failures in the window gets 429 before its token is even looked at.
  */
 export function adminAuth(deps: Deps): RequestHandler {
+  const authenticate = requireAdmin(adminAuthDeps(deps));
   return async function adminAuthStep(req, res, next) {
     await enforceAdminAuthLimit(deps, req.ip, res);
-    const header = req.get('authorization') ?? '';
-    const match = /^Bearer ([\x21-\x7e]{1,512})$/.exec(header);
-    const presented = sha256(match?.[1] ?? '');
-    if (!match || !timingSafeEqual(presented, deps.adminTokenHash)) {
-      res.set('WWW-Authenticate', 'Bearer realm="writ-admin"');
-      deps.logger.warn({ reqId: res.locals.reqId, path: req.path }, 'admin authentication failed');
-      await noteAdminAuthFailure(deps, req.ip);
-      next(new WritError('ERR_ADMIN_UNAUTHENTICATED'));
-      return;
-    }
-    res.locals.admin = 'bootstrap';
-    next();
+    await authenticate(req, res, (err?: unknown) => {
+      if (err === undefined) {
+        next();
+        return;
+      }
+      const counted = isWritError(err) && err.code === 'ERR_ADMIN_UNAUTHENTICATED';
+      (counted ? noteAdminAuthFailure(deps, req.ip) : Promise.resolve()).then(
+        () => next(err),
+        () => next(err),
+      );
+    });
+  };
+}
+
+/** A fresh TOTP code for privileged operations (after adminAuth). */
+export function adminOtp(deps: Deps): RequestHandler {
+  return requireOtp(adminAuthDeps(deps));
+}
+
+function adminAuthDeps(deps: Deps): AdminAuthDeps {
+  return {
+    accounts: deps.accounts,
+    logger: deps.logger,
+    clock: deps.clock,
+    bootstrapTokenHash: deps.adminTokenHash,
+    audit: deps.audit,
   };
 }
 

@@ -3,7 +3,7 @@ import { randomUUID } from 'node:crypto';
 import { jwtVerify, SignJWT } from 'jose';
 import type { VerifiedAttestation } from '../attestation/facade.ts';
 import type { Deps } from '../deps.ts';
-import { WritError } from '../errors.ts';
+import { isWritError, WritError } from '../errors.ts';
 import type { SigningKey } from '../keys/signing-keys.ts';
 import { generateTaskId } from '../lifecycle/task-id.ts';
 import { resolveIdentity } from '../registration/match.ts';
@@ -121,11 +121,56 @@ async function reverify(deps: Deps, key: SigningKey, token: string, c: Credentia
   }
 }
 
+// Refusals worth a record in the audit trail (malformed requests and outages are not decisions).
+const AUDITED_DENIALS = new Set([
+  'ERR_ATTESTATION_FAILED',
+  'ERR_NO_MATCHING_ENTRY',
+  'ERR_AMBIGUOUS_ENTRY',
+  'ERR_AUDIENCE_NOT_ALLOWED',
+  'ERR_TASK_ENDED',
+  'ERR_TASK_MISMATCH',
+  'access_denied',
+]);
+
+/** Issues a JWT-SVID; every issuance and every denial lands in the audit trail. */
 export async function issueJwtSvid(
   deps: Deps,
   req: JwtSvidRequest,
   sourceIp?: string,
 ): Promise<IssuedJwtSvid> {
+  try {
+    const issued = await mintJwtSvid(deps, req, sourceIp);
+    // Fail closed: a credential that cannot be audited is not handed out (it is tracked, and expires unused).
+    await deps.audit.append({
+      type: 'svid.issued',
+      actor: `workload:${issued.spiffeId}`,
+      subject: `credential:${issued.id}`,
+      decision: 'allow',
+      details: {
+        type: 'jwt',
+        task: issued.task,
+        attestor: req.attestor,
+        audience: req.audience,
+        expiresAt: issued.expiresAt,
+      },
+    });
+    return issued;
+  } catch (e) {
+    if (isWritError(e) && AUDITED_DENIALS.has(e.code)) {
+      await deps.audit
+        .append({
+          type: 'svid.denied',
+          actor: `attestor:${deps.attestors.has(req.attestor) ? req.attestor : 'unknown'}`,
+          decision: 'deny',
+          details: { type: 'jwt', code: e.code, source_ip: sourceIp ?? null, audience: req.audience },
+        })
+        .catch((err: unknown) => deps.logger.warn({ err }, 'could not audit a denial'));
+    }
+    throw e;
+  }
+}
+
+async function mintJwtSvid(deps: Deps, req: JwtSvidRequest, sourceIp?: string): Promise<IssuedJwtSvid> {
   const { plan, attestation } = await planJwtSvid(deps, req, sourceIp);
   const key = deps.keys.current();
   const now = seconds(deps.clock);

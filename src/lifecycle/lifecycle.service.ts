@@ -1,5 +1,6 @@
 // Task and credential lifecycle operations the HTTP layer calls: complete, revoke, bulk revoke.
 import type { Logger } from 'pino';
+import type { AuditLog } from '../audit/audit-log.ts';
 import { WritError } from '../errors.ts';
 import {
   type Clock,
@@ -28,12 +29,20 @@ export class Lifecycle {
   readonly #scheduler: TaskScheduler;
   readonly #clock: Clock;
   readonly #logger: Logger;
+  readonly #audit: AuditLog | undefined;
 
-  constructor(opts: { store: CredentialStore; scheduler: TaskScheduler; clock: Clock; logger: Logger }) {
+  constructor(opts: {
+    store: CredentialStore;
+    scheduler: TaskScheduler;
+    clock: Clock;
+    logger: Logger;
+    audit?: AuditLog;
+  }) {
     this.#store = opts.store;
     this.#scheduler = opts.scheduler;
     this.#clock = opts.clock;
     this.#logger = opts.logger;
+    this.#audit = opts.audit;
   }
 
   get scheduler(): TaskScheduler {
@@ -44,11 +53,17 @@ export class Lifecycle {
    * Ends a task at most once. Every credential of it reads inactive from this moment (the task's status is
    * checked on every read); the fan-out that marks each credential and feeds relying parties follows.
    */
-  async endTask(task: string, status: TaskEndStatus, reason: string): Promise<TaskRecord> {
+  async endTask(task: string, status: TaskEndStatus, reason: string, actor = 'system'): Promise<TaskRecord> {
     const result = await this.#store.endTask(task, { status, reason, at: seconds(this.#clock) });
     if (!result) throw new WritError('ERR_NOT_FOUND', 'no such task');
     if (!result.ended) throw new WritError('ERR_TASK_ENDED');
     this.#logger.info({ task, status, reason }, 'task ended');
+    await this.#audit?.append({
+      type: 'task.ended',
+      actor,
+      subject: `task:${task}`,
+      details: { status, reason },
+    });
     try {
       await this.#scheduler.taskEnded(task);
     } catch (err) {
@@ -58,29 +73,41 @@ export class Lifecycle {
     return result.task;
   }
 
-  completeTask(task: string): Promise<TaskRecord> {
-    return this.endTask(task, 'completed', REASON_COMPLETED);
+  completeTask(task: string, actor = 'system'): Promise<TaskRecord> {
+    return this.endTask(task, 'completed', REASON_COMPLETED, actor);
   }
 
   async revokeCredential(
     id: string,
     reason: string,
     task?: string,
+    actor = 'system',
   ): Promise<{ revoked: boolean; view: CredentialView }> {
     const result = await this.#store.revokeCredential(id, reason, seconds(this.#clock), task);
     if (!result) throw new WritError('ERR_NOT_FOUND', 'no such credential');
-    if (result.revoked)
+    if (result.revoked) {
       this.#logger.info({ id, task: result.view.credential.task, reason }, 'credential revoked');
+      await this.#audit?.append({
+        type: 'credential.revoked',
+        actor,
+        subject: `credential:${id}`,
+        details: { task: result.view.credential.task, reason },
+      });
+    }
     return result;
   }
 
   /** Revokes every live credential the selector names; by task, the task itself ends. */
-  async bulkRevoke(selector: BulkSelector, reason: string): Promise<{ revoked: number; tasks: number }> {
+  async bulkRevoke(
+    selector: BulkSelector,
+    reason: string,
+    actor = 'system',
+  ): Promise<{ revoked: number; tasks: number }> {
     if ('task' in selector) {
       const task = await this.#store.getTask(selector.task);
       if (!task) throw new WritError('ERR_NOT_FOUND', 'no such task');
       const count = await this.#store.countTaskCredentials(selector.task);
-      await this.endTask(selector.task, 'revoked', reason);
+      await this.endTask(selector.task, 'revoked', reason, actor);
       return { revoked: count, tasks: 1 };
     }
     const filter: CredentialFilter = { ...selector, status: 'active' };
@@ -100,6 +127,14 @@ export class Lifecycle {
       cursor = page.next;
     } while (cursor);
     this.#logger.info({ selector, reason, revoked }, 'bulk revocation');
+    await this.#audit?.append({
+      type: 'credential.bulk_revoked',
+      actor,
+      subject: Object.entries(selector)
+        .map(([k, v]) => `${k}:${v}`)
+        .join(','),
+      details: { reason, revoked },
+    });
     return { revoked, tasks: 0 };
   }
 }

@@ -27,10 +27,10 @@ describe.each(['memory', 'redis'] as const)('credential lifecycle with the %s st
   const credential = async (id: string) => (await b.admin('GET', `/v1/admin/credentials/${id}`)).body;
 
   it('reads a credential as expired after its exp', async () => {
-    const svid = await issueSvid(b, ID, { ttl: 1 });
+    const svid = await issueSvid(b, ID, { ttl: 3 });
     expect((await credential(svid.id)).status).toBe('active');
     await waitFor(async () => (await credential(svid.id)).status === 'expired', {
-      timeoutMs: 3_000,
+      timeoutMs: 6_000,
       what: 'expiry',
     });
     expect(await introspectActive(b, svid.token)).toBe(false);

@@ -1,7 +1,10 @@
 // Admin endpoints: registration entries and join tokens (bearer token; MFA arrives with admin accounts).
-import { type RequestHandler, Router } from 'express';
+import { type RequestHandler, type Response, Router } from 'express';
 import { z } from 'zod';
 import { createJoinToken } from '../../../attestors/join_token/index.ts';
+import { ADMIN_NAME_PATTERN } from '../../admin/accounts.ts';
+import { getAdmin } from '../../admin/middleware.ts';
+import { hashSecret } from '../../audit/audit-log.ts';
 import type { Deps } from '../../deps.ts';
 import { WritError } from '../../errors.ts';
 import { type BulkSelector, REASON_ADMIN, REASON_PATTERN } from '../../lifecycle/lifecycle.service.ts';
@@ -14,7 +17,7 @@ import {
   seconds,
   type TaskRecord,
 } from '../../store/types.ts';
-import { adminAuth, invalidRequest, parseBody, requireJson } from '../middleware.ts';
+import { adminAuth, adminOtp, invalidRequest, parseBody, requireJson } from '../middleware.ts';
 import { entrySchema, joinTokenRequestSchema } from '../schemas.ts';
 
 const ENTRY_ID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/;
@@ -32,6 +35,12 @@ const entryIdParam: RequestHandler = function entryIdParam(req, res, next) {
 function createEntry(deps: Deps): RequestHandler {
   return async function createEntryStep(_req, res) {
     const entry = await deps.store.createEntry(res.locals.body as RegistrationEntryInput);
+    await deps.audit.append({
+      type: 'admin.entry.created',
+      actor: actorOf(res),
+      subject: `entry:${entry.id}`,
+      details: { spiffeId: entry.spiffeId, selectors: entry.selectors },
+    });
     deps.logger.info({ reqId: res.locals.reqId, entry: entry.id, spiffeId: entry.spiffeId }, 'entry created');
     res.status(201).location(`/v1/admin/entries/${entry.id}`).json(entry);
   };
@@ -60,6 +69,12 @@ function updateEntry(deps: Deps): RequestHandler {
       res.locals.body as RegistrationEntryInput,
     );
     if (!entry) throw new WritError('ERR_NOT_FOUND', 'no such entry');
+    await deps.audit.append({
+      type: 'admin.entry.updated',
+      actor: actorOf(res),
+      subject: `entry:${entry.id}`,
+      details: { spiffeId: entry.spiffeId, selectors: entry.selectors },
+    });
     deps.logger.info({ reqId: res.locals.reqId, entry: entry.id }, 'entry updated');
     res.json(entry);
   };
@@ -68,6 +83,13 @@ function updateEntry(deps: Deps): RequestHandler {
 function deleteEntry(deps: Deps): RequestHandler {
   return async function deleteEntryStep(_req, res) {
     const deleted = await deps.store.deleteEntry(res.locals.entryId as string);
+    if (deleted) {
+      await deps.audit.append({
+        type: 'admin.entry.deleted',
+        actor: actorOf(res),
+        subject: `entry:${res.locals.entryId}`,
+      });
+    }
     if (!deleted) throw new WritError('ERR_NOT_FOUND', 'no such entry');
     deps.logger.info({ reqId: res.locals.reqId, entry: res.locals.entryId }, 'entry deleted');
     res.status(204).end();
@@ -80,6 +102,12 @@ function createJoinTokenStep(deps: Deps): RequestHandler {
     if (!config.enabled) throw new WritError('ERR_ATTESTOR_UNKNOWN', 'the join_token attestor is disabled');
     const body = res.locals.body as { spiffeId: string; ttl?: number; task?: string };
     const created = await createJoinToken({ store: deps.store, clock: deps.clock }, config, body);
+    await deps.audit.append({
+      type: 'admin.join_token.created',
+      actor: actorOf(res),
+      subject: body.spiffeId,
+      details: { token: hashSecret(created.token), expiresAt: created.expiresAt, task: body.task ?? null },
+    });
     deps.logger.info(
       { reqId: res.locals.reqId, spiffeId: body.spiffeId, task: body.task, expiresAt: created.expiresAt },
       'join token created',
@@ -205,7 +233,12 @@ function getCredential(deps: Deps): RequestHandler {
 function revokeCredential(deps: Deps): RequestHandler {
   return async function revokeCredentialStep(_req, res) {
     const reason = (res.locals.body as { reason?: string }).reason ?? REASON_ADMIN;
-    const result = await deps.lifecycle.revokeCredential(res.locals.id as string, reason);
+    const result = await deps.lifecycle.revokeCredential(
+      res.locals.id as string,
+      reason,
+      undefined,
+      actorOf(res),
+    );
     deps.logger.info(
       { reqId: res.locals.reqId, id: res.locals.id, reason, revoked: result.revoked },
       'admin revoke',
@@ -234,7 +267,7 @@ function getTask(deps: Deps): RequestHandler {
 function revokeTask(deps: Deps): RequestHandler {
   return async function revokeTaskStep(_req, res) {
     const reason = (res.locals.body as { reason?: string }).reason ?? REASON_ADMIN;
-    const task = await deps.lifecycle.endTask(res.locals.id as string, 'revoked', reason);
+    const task = await deps.lifecycle.endTask(res.locals.id as string, 'revoked', reason, actorOf(res));
     deps.logger.info({ reqId: res.locals.reqId, task: task.id, reason }, 'admin revoked task');
     res.status(202).json(taskJson(task));
   };
@@ -246,7 +279,7 @@ function bulkRevoke(deps: Deps): RequestHandler {
     const selector = Object.fromEntries(
       Object.entries(rest).filter(([, v]) => v !== undefined),
     ) as BulkSelector;
-    const result = await deps.lifecycle.bulkRevoke(selector, reason ?? REASON_ADMIN);
+    const result = await deps.lifecycle.bulkRevoke(selector, reason ?? REASON_ADMIN, actorOf(res));
     deps.logger.info({ reqId: res.locals.reqId, selector, ...result }, 'admin bulk revocation');
     res.json(result);
   };
@@ -265,20 +298,25 @@ const optionalJson: RequestHandler = function optionalJson(req, _res, next) {
 export function adminRoutes(deps: Deps): Router {
   const router = Router();
   const td = deps.config.trustDomain;
+  // Reading needs the admin token; changing who may get credentials, or ending tasks, also needs a fresh
+  // TOTP code (X-Writ-OTP). Revoking one credential is a safe-direction action and needs the token only.
+  const otp = adminOtp(deps);
   router.use('/v1/admin', adminAuth(deps));
-  router.post('/v1/admin/entries', requireJson, parseBody(entrySchema(td)), createEntry(deps));
+  router.post('/v1/admin/entries', otp, requireJson, parseBody(entrySchema(td)), createEntry(deps));
   router.get('/v1/admin/entries', listEntries(deps));
   router.get('/v1/admin/entries/:id', entryIdParam, getEntry(deps));
   router.put(
     '/v1/admin/entries/:id',
     entryIdParam,
+    otp,
     requireJson,
     parseBody(entrySchema(td)),
     updateEntry(deps),
   );
-  router.delete('/v1/admin/entries/:id', entryIdParam, deleteEntry(deps));
+  router.delete('/v1/admin/entries/:id', entryIdParam, otp, deleteEntry(deps));
   router.post(
     '/v1/admin/join-tokens',
+    otp,
     requireJson,
     parseBody(joinTokenRequestSchema(td)),
     createJoinTokenStep(deps),
@@ -297,10 +335,82 @@ export function adminRoutes(deps: Deps): Router {
   router.post(
     '/v1/admin/tasks/:id/revoke',
     idParam('task'),
+    otp,
     optionalJson,
     parseBody(revokeBodySchema),
     revokeTask(deps),
   );
-  router.post('/v1/admin/revocations', requireJson, parseBody(bulkBodySchema), bulkRevoke(deps));
+  router.post('/v1/admin/revocations', otp, requireJson, parseBody(bulkBodySchema), bulkRevoke(deps));
+  router.post('/v1/admin/accounts', otp, requireJson, parseBody(accountBodySchema), createAccount(deps));
+  router.get('/v1/admin/accounts', listAccounts(deps));
+  router.post('/v1/admin/accounts/:name/disable', otp, disableAccount(deps));
+  router.get('/v1/admin/audit', pageAudit(deps));
+  router.get('/v1/admin/audit/verify', verifyAudit(deps));
   return router;
+}
+
+// ---- accounts and audit
+
+const accountBodySchema = z.strictObject({
+  name: z.string().regex(ADMIN_NAME_PATTERN, 'a name is [a-z][a-z0-9_.-]{1,31}'),
+});
+
+/** The audit actor of an admin request. */
+function actorOf(res: Response): string {
+  return `admin:${getAdmin(res).name}`;
+}
+
+function createAccount(deps: Deps): RequestHandler {
+  return async function createAccountStep(_req, res) {
+    const { name } = res.locals.body as { name: string };
+    const created = await deps.accounts.create(name);
+    await deps.audit.append({ type: 'admin.account.created', actor: actorOf(res), subject: `admin:${name}` });
+    deps.logger.info({ reqId: res.locals.reqId, account: name }, 'admin account created');
+    res.status(201).set('Cache-Control', 'no-store').json(created);
+  };
+}
+
+function listAccounts(deps: Deps): RequestHandler {
+  return async function listAccountsStep(_req, res) {
+    const accounts = await deps.accounts.list();
+    res.json({ accounts });
+  };
+}
+
+function disableAccount(deps: Deps): RequestHandler {
+  return async function disableAccountStep(req, res) {
+    const name = req.params.name;
+    if (typeof name !== 'string' || !ADMIN_NAME_PATTERN.test(name))
+      throw new WritError('ERR_NOT_FOUND', 'no such account');
+    const account = await deps.accounts.disable(name);
+    if (!account) throw new WritError('ERR_NOT_FOUND', 'no such account');
+    await deps.audit.append({
+      type: 'admin.account.disabled',
+      actor: actorOf(res),
+      subject: `admin:${name}`,
+    });
+    res.json(account);
+  };
+}
+
+const auditQuery = z.strictObject({
+  after: z.coerce.number().int().min(0).optional(),
+  limit: z.coerce.number().int().min(1).max(1000).default(100),
+});
+
+function pageAudit(deps: Deps): RequestHandler {
+  return async function pageAuditStep(req, res) {
+    const q = parseQuery(auditQuery, req.query);
+    const page = await deps.audit.page({
+      ...(q.after === undefined ? {} : { after: q.after }),
+      limit: q.limit,
+    });
+    res.json({ records: page.records, next: page.next ?? null });
+  };
+}
+
+function verifyAudit(deps: Deps): RequestHandler {
+  return async function verifyAuditStep(_req, res) {
+    res.set('Cache-Control', 'no-store').json(await deps.audit.verify());
+  };
 }

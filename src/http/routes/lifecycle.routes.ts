@@ -40,7 +40,10 @@ function taskBearer(deps: Deps): RequestHandler {
 
 function completeTask(deps: Deps): RequestHandler {
   return async function completeTaskStep(_req, res) {
-    const task = await deps.lifecycle.completeTask(res.locals.task as string);
+    const task = await deps.lifecycle.completeTask(
+      res.locals.task as string,
+      `workload:${res.locals.caller}`,
+    );
     deps.logger.info({ reqId: res.locals.reqId, task: task.id, by: res.locals.caller }, 'task completed');
     res.status(202).json({ task: task.id, status: task.status, endedAt: task.endedAt });
   };
@@ -61,7 +64,12 @@ function oauthRevoke(deps: Deps): RequestHandler {
     if (!body.success) throw new WritError('invalid_request', 'the token parameter is required');
     const live = await verifyLiveToken(deps, body.data.token);
     if (live) {
-      await deps.lifecycle.revokeCredential(live.payload.jti, REASON_HOLDER, live.payload.task);
+      await deps.lifecycle.revokeCredential(
+        live.payload.jti,
+        REASON_HOLDER,
+        live.payload.task,
+        `workload:${live.payload.sub}`,
+      );
     }
     res.status(200).set('Cache-Control', 'no-store').end();
   };

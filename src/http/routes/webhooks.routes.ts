@@ -83,7 +83,7 @@ function githubDelivery(deps: Deps): RequestHandler {
 /** Idempotent: an unknown or already ended task is not an error (deliveries race with issuance). */
 async function endRunTask(deps: Deps, task: string): Promise<void> {
   try {
-    await deps.lifecycle.endTask(task, 'completed', REASON_COMPLETED);
+    await deps.lifecycle.endTask(task, 'completed', REASON_COMPLETED, 'platform:github');
   } catch (e) {
     if (isWritError(e) && (e.code === 'ERR_NOT_FOUND' || e.code === 'ERR_TASK_ENDED')) return;
     throw e;

@@ -1,0 +1,287 @@
+// PKCS#10 certification requests from workloads: bounded parsing, key policy and proof of possession.
+import { constants, type KeyObject, verify } from 'node:crypto';
+import {
+  type Asn1,
+  CONTEXT,
+  contentOf,
+  DerError,
+  decode,
+  elements,
+  encode,
+  expectTag,
+  readOctetAlignedBits,
+  readOid,
+  readSmallUint,
+  T,
+} from './der.ts';
+import { CsrError } from './errors.ts';
+import { OID } from './oids.ts';
+import { pemBlocks } from './pem.ts';
+import { checkSubjectKey, inspectSpki, loadSubjectKey, type SubjectKeyType } from './public-key.ts';
+
+/** Largest CSR accepted, in PEM characters. An RSA-4096 request with a few attributes needs about 2.5 KiB. */
+export const CSR_MAX_PEM_CHARS = 16 * 1024;
+const CSR_MAX_DER_BYTES = 12 * 1024;
+// CertificationRequest > info > attributes > attribute > values > extensions > extension > value: 8 levels.
+const CSR_MAX_DEPTH = 16;
+// RFC 7468 §7: "NEW CERTIFICATE REQUEST" is the legacy label some tools still write.
+const CSR_LABELS: ReadonlySet<string> = new Set(['CERTIFICATE REQUEST', 'NEW CERTIFICATE REQUEST']);
+const MAX_PSS_SALT = 512;
+
+export type CsrSignatureAlgorithm =
+  | 'ecdsa-with-SHA256'
+  | 'ecdsa-with-SHA384'
+  | 'ecdsa-with-SHA512'
+  | 'sha256WithRSAEncryption'
+  | 'sha384WithRSAEncryption'
+  | 'sha512WithRSAEncryption'
+  | 'RSASSA-PSS'
+  | 'Ed25519';
+
+export interface ParsedCsr {
+  /** The SubjectPublicKeyInfo DER exactly as it came in the request: this is what gets certified. */
+  readonly spki: Buffer;
+  readonly publicKey: KeyObject;
+  readonly keyType: SubjectKeyType;
+  readonly signatureAlgorithm: CsrSignatureAlgorithm;
+}
+
+type Hash = 'sha256' | 'sha384' | 'sha512';
+type KeyFamily = 'ec' | 'rsa' | 'ed25519';
+
+interface SignatureScheme {
+  name: CsrSignatureAlgorithm;
+  family: KeyFamily;
+  hash: Hash | null;
+  /** How the AlgorithmIdentifier's parameters must look. */
+  params: 'absent' | 'null-or-absent' | 'pss';
+}
+
+// The allow-list. SHA-1, MD5, SHA-224, DSA and anything unlisted are refused.
+const SCHEMES: Readonly<Record<string, SignatureScheme>> = {
+  [OID.ecdsaWithSha256]: { name: 'ecdsa-with-SHA256', family: 'ec', hash: 'sha256', params: 'absent' },
+  [OID.ecdsaWithSha384]: { name: 'ecdsa-with-SHA384', family: 'ec', hash: 'sha384', params: 'absent' },
+  [OID.ecdsaWithSha512]: { name: 'ecdsa-with-SHA512', family: 'ec', hash: 'sha512', params: 'absent' },
+  [OID.sha256WithRsa]: {
+    name: 'sha256WithRSAEncryption',
+    family: 'rsa',
+    hash: 'sha256',
+    params: 'null-or-absent',
+  },
+  [OID.sha384WithRsa]: {
+    name: 'sha384WithRSAEncryption',
+    family: 'rsa',
+    hash: 'sha384',
+    params: 'null-or-absent',
+  },
+  [OID.sha512WithRsa]: {
+    name: 'sha512WithRSAEncryption',
+    family: 'rsa',
+    hash: 'sha512',
+    params: 'null-or-absent',
+  },
+  [OID.rsassaPss]: { name: 'RSASSA-PSS', family: 'rsa', hash: null, params: 'pss' },
+  [OID.ed25519]: { name: 'Ed25519', family: 'ed25519', hash: null, params: 'absent' },
+};
+
+const DIGESTS: Readonly<Record<string, Hash>> = {
+  [OID.sha256]: 'sha256',
+  [OID.sha384]: 'sha384',
+  [OID.sha512]: 'sha512',
+};
+
+const FAMILY_OF: Readonly<Record<SubjectKeyType, KeyFamily>> = {
+  'ec-p256': 'ec',
+  'ec-p384': 'ec',
+  rsa: 'rsa',
+  ed25519: 'ed25519',
+};
+
+interface VerifyPlan {
+  scheme: SignatureScheme;
+  hash: Hash | null;
+  saltLength?: number;
+}
+
+function invalid(message: string, cause?: unknown): CsrError {
+  return new CsrError('ERR_CSR_INVALID', message, cause === undefined ? undefined : { cause });
+}
+
+function unsupported(message: string): CsrError {
+  return new CsrError('ERR_CSR_UNSUPPORTED_ALGORITHM', message);
+}
+
+/**
+ * Parses a PEM CSR, checks its key against the policy and verifies its self-signature with native crypto
+ * over the exact CertificationRequestInfo bytes it carries. The subject and attributes are not read: the
+ * broker decides what the certificate says. Throws CsrError; a non-string is a TypeError.
+ */
+export function parseCsr(pem: string): ParsedCsr {
+  if (typeof pem !== 'string') throw new TypeError('csr must be a string');
+  if (pem.length > CSR_MAX_PEM_CHARS) throw invalid(`csr exceeds ${CSR_MAX_PEM_CHARS} characters`);
+  let blocks: ReturnType<typeof pemBlocks>;
+  try {
+    blocks = pemBlocks(pem, { allowText: false });
+  } catch (e) {
+    throw invalid('csr is not a single pem block', e);
+  }
+  if (blocks.length !== 1) throw invalid('csr must be exactly one pem block');
+  const block = blocks[0]!;
+  if (!CSR_LABELS.has(block.label)) throw invalid('pem block is not a certificate request');
+  return parseCsrDer(block.der);
+}
+
+/** As parseCsr, from DER. */
+export function parseCsrDer(der: Buffer): ParsedCsr {
+  if (!Buffer.isBuffer(der)) throw new TypeError('csr der must be a Buffer');
+  let root: Asn1;
+  try {
+    root = decode(der, { maxBytes: CSR_MAX_DER_BYTES, maxDepth: CSR_MAX_DEPTH });
+  } catch (e) {
+    throw invalid(e instanceof DerError ? `csr ${e.message}` : 'csr is not valid der', e);
+  }
+
+  let info: Asn1;
+  let algorithm: Asn1;
+  let spkiNode: Asn1;
+  let signature: Buffer;
+  let signed: Buffer;
+  try {
+    const parts = elements(root, 'certification request');
+    if (parts.length !== 3) throw new DerError('certification request must have three fields');
+    const [infoNode, algorithmNode, signatureBits] = parts as [Asn1, Asn1, Asn1];
+    info = infoNode;
+    algorithm = algorithmNode;
+    const fields = elements(info, 'certification request info');
+    if (fields.length !== 4) throw new DerError('certification request info must have four fields');
+    if (readSmallUint(fields[0], 'csr version') !== 0) throw new DerError('csr version must be v1');
+    elements(fields[1], 'csr subject'); // read only for its shape: the broker never copies it
+    spkiNode = fields[2]!;
+    expectTag(fields[3], CONTEXT, 0, true, 'csr attributes');
+    signature = readOctetAlignedBits(signatureBits, 'csr signature');
+    // The signed bytes are cut from the input itself. They sit right before the algorithm and signature,
+    // which end the input; canonical DER (checked by decode) makes the re-encoded lengths exact.
+    const infoLength = encode(info).length;
+    const start = der.length - infoLength - encode(algorithm).length - encode(signatureBits).length;
+    signed = der.subarray(start, start + infoLength);
+  } catch (e) {
+    if (e instanceof DerError) throw invalid(`csr ${e.message}`, e);
+    throw e;
+  }
+  if (!signed.equals(encode(info))) throw invalid('csr is not canonical der');
+
+  // The key first: a DSA or Ed448 request is refused for its key, whatever it was signed with.
+  const subject = inspectSpki(spkiNode);
+  let plan: VerifyPlan;
+  try {
+    plan = signaturePlan(algorithm);
+  } catch (e) {
+    if (e instanceof DerError) throw invalid(`csr ${e.message}`, e);
+    throw e;
+  }
+  if (FAMILY_OF[subject.keyType] !== plan.scheme.family) {
+    throw unsupported('the csr signature algorithm does not fit its key');
+  }
+  const publicKey = loadSubjectKey(subject);
+  // A key that does not load (an EC point off its curve) cannot have made the signature: the same answer as
+  // for any other tampered key, which also keeps the error from describing what is wrong with the point.
+  if (!publicKey) throw new CsrError('ERR_CSR_SIGNATURE', 'the csr signature does not verify');
+  checkSubjectKey(publicKey, subject);
+  if (!verifySignature(plan, signed, publicKey, signature)) {
+    throw new CsrError('ERR_CSR_SIGNATURE', 'the csr signature does not verify');
+  }
+  return { spki: subject.spki, publicKey, keyType: subject.keyType, signatureAlgorithm: plan.scheme.name };
+}
+
+function verifySignature(plan: VerifyPlan, data: Buffer, key: KeyObject, signature: Buffer): boolean {
+  try {
+    switch (plan.scheme.family) {
+      case 'ed25519':
+        return verify(null, data, key, signature);
+      case 'ec':
+        // X.509 carries ECDSA signatures DER-encoded, which is Node's default dsaEncoding.
+        return verify(plan.hash, data, key, signature);
+      case 'rsa':
+        if (plan.saltLength !== undefined) {
+          return verify(
+            plan.hash,
+            data,
+            { key, padding: constants.RSA_PKCS1_PSS_PADDING, saltLength: plan.saltLength },
+            signature,
+          );
+        }
+        return verify(plan.hash, data, { key, padding: constants.RSA_PKCS1_PADDING }, signature);
+    }
+  } catch {
+    return false;
+  }
+}
+
+function signaturePlan(algorithm: Asn1): VerifyPlan {
+  const alg = elements(algorithm, 'csr signature algorithm');
+  const scheme = SCHEMES[readOid(alg[0], 'csr signature algorithm')];
+  if (!scheme) throw unsupported('the csr signature algorithm is not accepted');
+  const params = alg[1];
+  if (alg.length > 2) throw new DerError('csr signature algorithm has extra fields');
+  switch (scheme.params) {
+    case 'absent':
+      if (params !== undefined) throw new DerError('csr signature algorithm parameters must be absent');
+      return { scheme, hash: scheme.hash };
+    case 'null-or-absent':
+      if (params !== undefined) contentOfNull(params, 'csr signature algorithm parameters');
+      return { scheme, hash: scheme.hash };
+    case 'pss':
+      return { scheme, ...pssParams(params) };
+  }
+}
+
+function contentOfNull(node: Asn1, what: string): void {
+  if (contentOf(node, T.NULL, what) !== '') throw new DerError(`${what} must be null`);
+}
+
+function digestOf(node: Asn1 | undefined, what: string): Hash {
+  const alg = elements(node, what);
+  const hash = DIGESTS[readOid(alg[0], what)];
+  if (!hash) throw unsupported('the csr rsassa-pss digest is not accepted');
+  if (alg.length > 2) throw new DerError(`${what} has extra fields`);
+  if (alg[1] !== undefined) contentOfNull(alg[1], `${what} parameters`);
+  return hash;
+}
+
+/**
+ * RFC 4055 RSASSA-PSS-params. The defaults (SHA-1, MGF1-SHA-1) are refused, so the digest must be given;
+ * MGF1 must use the same digest, which is the only combination Node's verify expresses.
+ */
+function pssParams(params: Asn1 | undefined): { hash: Hash; saltLength: number } {
+  const fields = elements(params, 'csr rsassa-pss parameters');
+  let hash: Hash | undefined;
+  let mgfHash: Hash | undefined;
+  let saltLength = 20;
+  let last = -1;
+  for (const field of fields) {
+    if (field.tagClass !== CONTEXT || !field.constructed || field.type <= last || field.type > 3) {
+      throw new DerError('csr rsassa-pss parameters are malformed');
+    }
+    last = field.type;
+    const inner = elements(field, 'csr rsassa-pss parameter', field.type, CONTEXT);
+    if (inner.length !== 1) throw new DerError('csr rsassa-pss parameters are malformed');
+    const value = inner[0]!;
+    if (field.type === 0) hash = digestOf(value, 'csr rsassa-pss digest');
+    if (field.type === 1) {
+      const mgf = elements(value, 'csr rsassa-pss mask generation');
+      if (readOid(mgf[0], 'csr rsassa-pss mask generation') !== OID.mgf1 || mgf.length !== 2) {
+        throw unsupported('the csr rsassa-pss mask generation function is not accepted');
+      }
+      mgfHash = digestOf(mgf[1], 'csr rsassa-pss mask digest');
+    }
+    if (field.type === 2) saltLength = readSmallUint(value, 'csr rsassa-pss salt length');
+    if (field.type === 3 && readSmallUint(value, 'csr rsassa-pss trailer') !== 1) {
+      throw new DerError('csr rsassa-pss trailer field must be 1');
+    }
+  }
+  if (hash === undefined || mgfHash !== hash) {
+    throw unsupported('csr rsassa-pss must name sha-256, sha-384 or sha-512 for both digest and mgf1');
+  }
+  if (saltLength > MAX_PSS_SALT) throw new DerError('csr rsassa-pss salt length is out of range');
+  return { hash, saltLength };
+}
