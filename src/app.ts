@@ -4,6 +4,7 @@ import type { Deps } from './deps.ts';
 import { errorHandler, isJsonBody, notFound, requestLog } from './http/middleware.ts';
 import { adminRoutes } from './http/routes/admin.routes.ts';
 import { attestRoutes } from './http/routes/attest.routes.ts';
+import { authorizeRoutes } from './http/routes/authorize.routes.ts';
 import { lifecycleRoutes } from './http/routes/lifecycle.routes.ts';
 import { oauthRoutes } from './http/routes/oauth.routes.ts';
 import { opsRoutes } from './http/routes/ops.routes.ts';
@@ -14,7 +15,7 @@ import { workloadRoutes } from './http/routes/workload.routes.ts';
 export function createApp(deps: Deps): Express {
   const app = express();
   app.disable('x-powered-by');
-  app.set('trust proxy', false);
+  app.set('trust proxy', deps.config.server.trustProxy);
   app.set('query parser', 'simple');
   app.use(requestLog(deps));
   // Before the JSON parser: webhook signatures cover the raw body bytes.
@@ -25,6 +26,7 @@ export function createApp(deps: Deps): Express {
   app.use(workloadRoutes(deps));
   app.use(attestRoutes(deps));
   app.use(lifecycleRoutes(deps));
+  app.use(authorizeRoutes(deps));
   app.use(oauthRoutes(deps));
   app.use(adminRoutes(deps));
   app.use(notFound);

@@ -1,6 +1,7 @@
 // The dependencies every service and route receives; built only by the composition root (src/server.ts).
 import type { Logger } from 'pino';
 import type { AdminAccounts } from './admin/accounts.ts';
+import type { Approvals } from './admin/approvals.ts';
 import type { AttestorFacade } from './attestation/facade.ts';
 import type { AuditLog } from './audit/audit-log.ts';
 import type { Mode } from './config/loader.ts';
@@ -9,6 +10,7 @@ import type { KeyManager } from './keys/signing-keys.ts';
 import type { Lifecycle } from './lifecycle/lifecycle.service.ts';
 import type { RevocationHub } from './lifecycle/revocation-feed.ts';
 import type { Metrics } from './observability/metrics.ts';
+import type { PolicyEngine } from './policy/engine.ts';
 import type { Clock, CredentialStore } from './store/types.ts';
 
 export interface Deps {
@@ -20,6 +22,8 @@ export interface Deps {
   keys: KeyManager;
   attestors: AttestorFacade;
   lifecycle: Lifecycle;
+  policy: PolicyEngine;
+  approvals: Approvals;
   accounts: AdminAccounts;
   audit: AuditLog;
   feed: RevocationHub;

@@ -15,6 +15,14 @@ export const ERRORS = {
   ERR_METHOD_NOT_ALLOWED: { status: 405, description: 'method not allowed on this resource' },
   ERR_SPIFFE_ID_INVALID: { status: 400, description: 'the SPIFFE ID is not valid' },
   ERR_TTL_INVALID: { status: 400, description: 'the requested ttl is out of range' },
+  // certificate signing requests (POST /v1/svid/x509)
+  ERR_CSR_INVALID: { status: 400, description: 'the csr is not one well-formed PEM PKCS#10 request' },
+  ERR_CSR_UNSUPPORTED_ALGORITHM: {
+    status: 400,
+    description: 'the csr signature algorithm is not accepted or does not fit its key',
+  },
+  ERR_CSR_WEAK_KEY: { status: 400, description: 'the csr key is weak or of a type that is not certified' },
+  ERR_CSR_SIGNATURE: { status: 400, description: 'the csr signature does not verify (no proof of possession)' },
   ERR_RATE_LIMITED: { status: 429, description: 'too many requests' },
   ERR_FEED_BUSY: { status: 503, description: 'the revocation feed has no room for another subscriber' },
   // admin authentication
@@ -45,6 +53,17 @@ export const ERRORS = {
   },
   ERR_TASK_ENDED: { status: 409, description: 'the task has ended; no credential is issued for it' },
   ERR_TASK_MISMATCH: { status: 403, description: 'the attested workload is bound to another task' },
+  access_denied: { status: 403, description: 'denied by policy' },
+  ERR_POLICY_INVALID: {
+    status: 400,
+    description: 'the policy directory does not validate; the old policies stay',
+  },
+  ERR_APPROVAL_PENDING: { status: 202, description: 'an admin must approve this request first' },
+  ERR_APPROVAL_INVALID: {
+    status: 403,
+    description: 'no pending or approved approval matches this request (or it was already used)',
+  },
+  ERR_APPROVAL_DECIDED: { status: 409, description: 'the approval has already been decided' },
   ERR_ENTRY_CONFLICT: { status: 409, description: 'an entry with this SPIFFE ID and selectors exists' },
   // relying parties
   ERR_TOKEN_MISSING: { status: 400, description: 'a token is required' },

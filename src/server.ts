@@ -3,6 +3,7 @@ import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { Redis } from 'ioredis';
 import type { Logger } from 'pino';
+import { Approvals } from './admin/approvals.ts';
 import { type AdminAccounts, MemoryAdminAccounts, RedisAdminAccounts } from './admin/index.ts';
 import { createApp } from './app.ts';
 import { AttestorFacade } from './attestation/facade.ts';
@@ -19,6 +20,7 @@ import { RevocationHub } from './lifecycle/revocation-feed.ts';
 import type { TaskScheduler } from './lifecycle/scheduler.ts';
 import { createLogger } from './observability/logger.ts';
 import { createMetrics } from './observability/metrics.ts';
+import { DEFAULT_POLICY_DIR, PolicyEngine } from './policy/index.ts';
 import { MemoryStore } from './store/memory/memory.store.ts';
 import { RedisStore } from './store/redis/redis.store.ts';
 import { type Clock, type CredentialStore, systemClock } from './store/types.ts';
@@ -95,6 +97,11 @@ export async function startBroker(loaded: LoadedConfig, opts: StartOptions = {})
       store = new MemoryStore({ clock, retentionSeconds: config.credentials.retention });
     }
     closers.push(() => store.close());
+
+    // A bad policy stops the broker before it listens, with every problem listed (PolicyError's message).
+    const policy = await PolicyEngine.load({ dir: config.policy.dir ?? DEFAULT_POLICY_DIR });
+    for (const warning of policy.policySet.warnings) logger.warn({ warning }, 'policy warning');
+    logger.info({ dir: config.policy.dir ?? DEFAULT_POLICY_DIR, version: policy.version }, 'policies loaded');
 
     const keys = await loadKeyManager({
       alg: config.keys.jwtAlgorithm,
@@ -194,6 +201,8 @@ export async function startBroker(loaded: LoadedConfig, opts: StartOptions = {})
       keys,
       attestors,
       lifecycle,
+      policy,
+      approvals: new Approvals({ store, clock, ttlSeconds: config.policy.approvalTtl }),
       accounts,
       audit,
       feed,

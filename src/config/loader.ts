@@ -25,7 +25,7 @@ export class ConfigError extends Error {
 
 type Env = Record<string, string | undefined>;
 
-const ENV_OVERRIDES: ReadonlyArray<{ env: string; path: string[]; type: 'string' | 'int' }> = [
+const ENV_OVERRIDES: ReadonlyArray<{ env: string; path: string[]; type: 'string' | 'int' | 'trust' | 'bool' }> = [
   { env: 'HOST', path: ['server', 'host'], type: 'string' },
   { env: 'PORT', path: ['server', 'port'], type: 'int' },
   { env: 'REDIS_URL', path: ['redis', 'url'], type: 'string' },
@@ -34,6 +34,9 @@ const ENV_OVERRIDES: ReadonlyArray<{ env: string; path: string[]; type: 'string'
   { env: 'WRIT_ISSUER', path: ['issuer'], type: 'string' },
   { env: 'WRIT_ADMIN_TOKEN', path: ['adminToken'], type: 'string' },
   { env: 'LOG_LEVEL', path: ['logLevel'], type: 'string' },
+  { env: 'WRIT_POLICY_DIR', path: ['policy', 'dir'], type: 'string' },
+  { env: 'WRIT_TRUST_PROXY', path: ['server', 'trustProxy'], type: 'trust' },
+  { env: 'WRIT_INSECURE_HTTP', path: ['server', 'insecureHttp'], type: 'bool' },
 ];
 
 function setPath(target: Record<string, unknown>, path: string[], value: unknown): void {
@@ -95,6 +98,19 @@ export function loadConfig(env: Env = process.env, cwd = process.cwd()): LoadedC
         continue;
       }
       setPath(raw, path, Number(value));
+    } else if (type === 'bool') {
+      if (value !== 'true' && value !== 'false') {
+        problems.push(`${path.join('.')} (from ${name}): must be true or false`);
+        continue;
+      }
+      setPath(raw, path, value === 'true');
+    } else if (type === 'trust') {
+      // express's trust-proxy values: true/false, a hop count, or addresses/subnets.
+      setPath(
+        raw,
+        path,
+        value === 'true' ? true : value === 'false' ? false : /^\d+$/.test(value) ? Number(value) : value,
+      );
     } else {
       setPath(raw, path, value);
     }
@@ -121,11 +137,11 @@ export function loadConfig(env: Env = process.env, cwd = process.cwd()): LoadedC
   return { config, mode, source };
 }
 
-/** The issuer URL: configured, or derived from where the broker listens. */
-export function issuerOf(config: WritConfig, boundPort?: number): string {
+/** The issuer URL: configured, or derived from where (and whether over TLS) the broker listens. */
+export function issuerOf(config: WritConfig, boundPort?: number, scheme: 'http' | 'https' = 'http'): string {
   if (config.issuer) return config.issuer.replace(/\/+$/, '');
   const host =
     config.server.host === '0.0.0.0' || config.server.host === '::' ? '127.0.0.1' : config.server.host;
   const h = host.includes(':') ? `[${host}]` : host;
-  return `http://${h}:${boundPort ?? config.server.port}`;
+  return `${scheme}://${h}:${boundPort ?? config.server.port}`;
 }

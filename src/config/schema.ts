@@ -1,4 +1,5 @@
 // The one configuration schema: every option, its default and its documentation live here.
+import { isIP } from 'node:net';
 import { z } from 'zod';
 import { OPTIONAL_ATTESTOR_CONFIGS } from '../../attestors/configs.ts';
 import { joinTokenConfigSchema } from '../../attestors/join_token/config.ts';
@@ -6,6 +7,7 @@ import { trustDomainSchema } from '../spiffe/spiffe-id.ts';
 
 const seconds = (max: number) => z.number().int().min(1).max(max);
 const DAY = 86_400;
+const DNS_NAME = /^(?=.{1,253}$)(?!-)[A-Za-z0-9-]{1,63}(?<!-)(\.(?!-)[A-Za-z0-9-]{1,63}(?<!-))*$/;
 
 export const JWT_ALGORITHMS = ['ES256', 'ES384', 'RS256', 'PS256'] as const;
 export type JwtAlgorithm = (typeof JWT_ALGORITHMS)[number];
@@ -27,6 +29,13 @@ const serverSchema = z
       .max(10 * 1024 * 1024)
       .default(64 * 1024)
       .describe('Largest request body accepted, in bytes; larger bodies get 413.'),
+    trustProxy: z
+      .union([z.boolean(), z.string().min(1), z.number().int().min(0).max(64)])
+      .default(false)
+      .describe(
+        'Express trust-proxy setting (env WRIT_TRUST_PROXY): which forwarded addresses to believe for the ' +
+          "source IP that policy and rate limits see. false trusts none (the socket's address).",
+      ),
     shutdownGraceMs: z
       .number()
       .int()
@@ -34,6 +43,41 @@ const serverSchema = z
       .max(120_000)
       .default(10_000)
       .describe('How long in-flight requests may finish after SIGTERM before the process exits.'),
+    tls: z
+      .strictObject({
+        certFile: z
+          .string()
+          .min(1)
+          .describe('PEM file of the server certificate, followed by its intermediates.'),
+        keyFile: z.string().min(1).describe('PEM file of the server private key (unencrypted).'),
+      })
+      .optional()
+      .describe(
+        'Serve HTTPS with these files, reloaded when they change. Unset: production mode issues the ' +
+          "broker's own server certificate from its CA for tlsNames (clients trust /v1/bundle.pem).",
+      ),
+    tlsNames: z
+      .array(
+        z.string().refine((v) => isIP(v) !== 0 || DNS_NAME.test(v), 'must be a DNS name or an IP address'),
+      )
+      .min(1)
+      .max(32)
+      .default(['localhost', '127.0.0.1', '::1'])
+      .describe('DNS names and IP addresses of the server certificate the broker issues itself.'),
+    tlsCertTtl: z
+      .number()
+      .int()
+      .min(600)
+      .max(30 * DAY)
+      .default(DAY)
+      .describe('Lifetime of that certificate, seconds; it is renewed when a third of it remains.'),
+    insecureHttp: z
+      .boolean()
+      .default(false)
+      .describe(
+        'Serve plain HTTP in production mode (env WRIT_INSECURE_HTTP=true): only behind a TLS-terminating ' +
+          'proxy. Dev mode serves plain HTTP unless tls is set.',
+      ),
   })
   .describe('HTTP server.');
 
@@ -59,6 +103,60 @@ const redisSchema = z
   })
   .describe('State store.');
 
+const x509KeysSchema = z
+  .strictObject({
+    caCertFile: z
+      .string()
+      .min(1)
+      .optional()
+      .describe(
+        'PEM file of the X.509 CA certificate (typically an intermediate under your own root), with ' +
+          'caKeyFile. Unset: dev mode generates a root; production generates one once and stores it in ' +
+          'Redis so that every replica issues under the same CA.',
+      ),
+    caKeyFile: z
+      .string()
+      .min(1)
+      .optional()
+      .describe('PEM file of the CA private key (unencrypted PKCS#8, SEC1 or PKCS#1), with caCertFile.'),
+    caChainFile: z
+      .string()
+      .min(1)
+      .optional()
+      .describe(
+        'PEM file of the certificates above the CA, its issuer first, ending with the self-signed root; ' +
+          'served with every X.509-SVID, and the root is published in the bundle.',
+      ),
+    caCurve: z.enum(['P-256', 'P-384']).default('P-256').describe('Curve of a generated CA key.'),
+    caTtl: seconds(20 * 365 * DAY)
+      .default(365 * DAY)
+      .describe('Lifetime of a generated CA, seconds; no certificate outlives its CA.'),
+    crlUrl: z
+      .url({ protocol: /^https?$/ })
+      .optional()
+      .describe('CRL distribution point written into every X.509-SVID. Default: <issuer>/v1/crl.'),
+    crlNextUpdate: z
+      .number()
+      .int()
+      .min(60)
+      .max(7 * DAY)
+      .default(3600)
+      .describe("Seconds from a CRL's thisUpdate to its nextUpdate (relying parties refetch by then)."),
+  })
+  .superRefine((c, ctx) => {
+    if ((c.caCertFile === undefined) !== (c.caKeyFile === undefined)) {
+      ctx.addIssue({
+        code: 'custom',
+        path: [c.caCertFile === undefined ? 'caCertFile' : 'caKeyFile'],
+        message: 'caCertFile and caKeyFile go together',
+      });
+    }
+    if (c.caChainFile !== undefined && c.caCertFile === undefined) {
+      ctx.addIssue({ code: 'custom', path: ['caChainFile'], message: 'needs caCertFile and caKeyFile' });
+    }
+  })
+  .describe("The X.509 CA that signs X.509-SVIDs, CRLs and the broker's own server certificate.");
+
 const keysSchema = z
   .strictObject({
     jwtAlgorithm: z.enum(JWT_ALGORITHMS).default('ES256').describe('Signature algorithm of JWT-SVIDs.'),
@@ -72,6 +170,7 @@ const keysSchema = z
     bundleRefreshHint: seconds(DAY)
       .default(300)
       .describe('spiffe_refresh_hint of the trust bundle, seconds.'),
+    x509: x509KeysSchema.prefault({}),
   })
   .describe('Signing keys.');
 
@@ -227,6 +326,21 @@ const rateLimitSchema = z
   })
   .describe('Rate limits, counted in the store and so shared by every replica.');
 
+const policySchema = z
+  .strictObject({
+    dir: z
+      .string()
+      .min(1)
+      .optional()
+      .describe(
+        'Directory of *.cedar policies (env WRIT_POLICY_DIR). Unset: the shipped config/policies, whose ' +
+          'default.cedar permits issuance within what registration entries allow. A configured directory ' +
+          'replaces it: whatever it does not permit is denied.',
+      ),
+    approvalTtl: seconds(DAY).default(900).describe('How long an approval request stays open, seconds.'),
+  })
+  .describe('Request-time policy (Cedar).');
+
 const adminSchema = z
   .strictObject({
     maxOtpFailures: z
@@ -295,6 +409,7 @@ export const configSchema = z
     lifecycle: lifecycleSchema.prefault({}),
     revocationFeed: revocationFeedSchema.prefault({}),
     rateLimit: rateLimitSchema.prefault({}),
+    policy: policySchema.prefault({}),
     admin: adminSchema.prefault({}),
     audit: auditSchema.prefault({}),
   })

@@ -39,6 +39,10 @@ export function jwtSvidRequestSchema(trustDomain: string) {
     ttl: z.number().int().min(1).optional(),
     task: callerTaskIdSchema.optional(),
     spiffeId: memberIdSchema(trustDomain).optional(),
+    approval: z
+      .string()
+      .regex(/^apr_[A-Za-z0-9_-]{22}$/, 'an approval id')
+      .optional(),
   });
 }
 

@@ -8,7 +8,14 @@ import type { SigningKey } from '../keys/signing-keys.ts';
 import { generateTaskId } from '../lifecycle/task-id.ts';
 import { resolveIdentity } from '../registration/match.ts';
 import { isMemberOf, isTrustDomainId } from '../spiffe/spiffe-id.ts';
-import { type CredentialRecord, seconds, type TaskInit, type TaskRecord } from '../store/types.ts';
+import {
+  type CredentialRecord,
+  type CredentialType,
+  seconds,
+  type TaskInit,
+  type TaskRecord,
+} from '../store/types.ts';
+import { policyGate } from './policy-gate.ts';
 
 export interface JwtSvidRequest {
   attestor: string;
@@ -17,6 +24,8 @@ export interface JwtSvidRequest {
   ttl?: number | undefined;
   task?: string | undefined;
   spiffeId?: string | undefined;
+  /** An approval id, when a policy required an admin's approval for this request. */
+  approval?: string | undefined;
 }
 
 export interface IssuedJwtSvid {
@@ -27,7 +36,7 @@ export interface IssuedJwtSvid {
   expiresAt: number;
 }
 
-interface Plan {
+export interface Plan {
   spiffeId: string;
   audience: string[];
   task: TaskInit;
@@ -40,6 +49,22 @@ export async function planJwtSvid(
   deps: Deps,
   req: JwtSvidRequest,
   sourceIp: string | undefined,
+): Promise<{ plan: Plan; attestation: VerifiedAttestation }> {
+  return planSvid(deps, req, sourceIp, 'jwt');
+}
+
+/** What planning needs of a request; an X.509-SVID request has no audience (`[]`). */
+export type SvidPlanRequest = JwtSvidRequest;
+
+/**
+ * The planning both pipelines share (JWT-SVID and X.509-SVID): attest, resolve the identity, check the
+ * entry's audiences, place the task, cap the TTL (the entry's `jwtTtl` or `x509Ttl` by type) and ask policy.
+ */
+export async function planSvid(
+  deps: Deps,
+  req: SvidPlanRequest,
+  sourceIp: string | undefined,
+  credentialType: CredentialType,
 ): Promise<{ plan: Plan; attestation: VerifiedAttestation }> {
   const { config } = deps;
   const creds = config.credentials;
@@ -78,12 +103,23 @@ export async function planJwtSvid(
     task = { id: generateTaskId(), owner: spiffeId, origin: 'generated', deadline };
   }
 
-  const ttl = Math.min(
-    req.ttl ?? creds.jwtDefaultTtl,
-    entry?.jwtTtl ?? creds.maxTtl,
+  const jwt = credentialType === 'jwt';
+  const limit = Math.min(
+    req.ttl ?? (jwt ? creds.jwtDefaultTtl : creds.x509DefaultTtl),
+    (jwt ? entry?.jwtTtl : entry?.x509Ttl) ?? creds.maxTtl,
     attestation.ttlCap ?? creds.maxTtl,
     creds.maxTtl,
   );
+  const { ttl } = await policyGate(deps, {
+    attestation,
+    spiffeId,
+    task: task.id,
+    audience: req.audience,
+    credentialType,
+    ttl: limit,
+    sourceIp,
+    request: { attestor: req.attestor, ttl: req.ttl, task: req.task, approval: req.approval },
+  });
   return { plan: { spiffeId, audience: req.audience, task, ttl }, attestation };
 }
 
@@ -122,7 +158,7 @@ async function reverify(deps: Deps, key: SigningKey, token: string, c: Credentia
 }
 
 // Refusals worth a record in the audit trail (malformed requests and outages are not decisions).
-const AUDITED_DENIALS = new Set([
+export const AUDITED_DENIALS: ReadonlySet<string> = new Set([
   'ERR_ATTESTATION_FAILED',
   'ERR_NO_MATCHING_ENTRY',
   'ERR_AMBIGUOUS_ENTRY',
@@ -162,6 +198,7 @@ export async function issueJwtSvid(
           type: 'svid.denied',
           actor: `attestor:${deps.attestors.has(req.attestor) ? req.attestor : 'unknown'}`,
           decision: 'deny',
+          ...(Array.isArray(e.extra?.policies) ? { policies: e.extra.policies as string[] } : {}),
           details: { type: 'jwt', code: e.code, source_ip: sourceIp ?? null, audience: req.audience },
         })
         .catch((err: unknown) => deps.logger.warn({ err }, 'could not audit a denial'));
@@ -208,7 +245,7 @@ async function mintJwtSvid(deps: Deps, req: JwtSvidRequest, sourceIp?: string): 
 }
 
 // Off the hot path: a lost deadline job is reconciled by the sweeper (the store indexes every deadline).
-function scheduleDeadline(deps: Deps, task: TaskRecord): void {
+export function scheduleDeadline(deps: Deps, task: TaskRecord): void {
   deps.lifecycle.scheduler.taskOpened(task).catch((err: unknown) => {
     deps.logger.warn({ err, task: task.id }, 'could not schedule the task deadline; the sweeper will end it');
   });

@@ -79,6 +79,12 @@ export function assertLimit(limit: number, max = MAX_PAGE): void {
   }
 }
 
+export function assertSequenceName(name: string): void {
+  if (typeof name !== 'string' || !/^[a-z0-9_-]{1,64}$/.test(name)) {
+    throw new TypeError('invalid sequence name');
+  }
+}
+
 export function assertBlockMs(blockMs: number): void {
   if (!Number.isSafeInteger(blockMs) || blockMs < 0 || blockMs > 600_000) {
     throw new TypeError('blockMs must be an integer from 0 to 600000');

@@ -219,6 +219,8 @@ export interface CredentialStore {
   putEphemeral(scope: string, key: string, value: string, expiresAt: number): Promise<void>;
   /** Reads and deletes atomically: a value is taken at most once; expired values read as null. */
   takeEphemeral(scope: string, key: string): Promise<string | null>;
+  /** Reads without taking; expired values read as null. */
+  getEphemeral(scope: string, key: string): Promise<string | null>;
   /** Counts a hit in a fixed window of `windowSeconds`; returns the count within the current window. */
   countHit(scope: string, key: string, windowSeconds: number): Promise<number>;
 
@@ -226,6 +228,12 @@ export interface CredentialStore {
   /** Stores `value` under `name` unless a value exists; returns the value that is stored. */
   putKeyMaterialIfAbsent(name: string, value: string): Promise<string>;
   getKeyMaterial(name: string): Promise<string | null>;
+
+  /**
+   * The next value of the named counter (`^[a-z0-9_-]{1,64}$`), shared by every replica: 1 on the first call,
+   * then strictly increasing, never reused (the CRL number). Kept like key material, without expiry.
+   */
+  nextSequence(name: string): Promise<number>;
 
   /** Throws when the backing store is unreachable. */
   ping(): Promise<void>;

@@ -450,6 +450,31 @@ export function credentialStoreContract(
       });
     });
 
+    describe('sequences', () => {
+      it('counts from 1, strictly increasing, one counter per name', async () => {
+        expect(await store.nextSequence('crl')).toBe(1);
+        expect(await store.nextSequence('crl')).toBe(2);
+        expect(await store.nextSequence('other')).toBe(1);
+        expect(await store.nextSequence('crl')).toBe(3);
+      });
+
+      it('never hands out one value twice under concurrent callers, and survives a reopen', async () => {
+        const values = await Promise.all(Array.from({ length: 20 }, () => store.nextSequence('crl')));
+        expect([...values].sort((a, b) => a - b)).toEqual(Array.from({ length: 20 }, (_, i) => i + 1));
+        const again = await reopen(store, fake);
+        try {
+          expect(await again.nextSequence('crl')).toBe(21);
+        } finally {
+          if (again !== store) await again.close();
+        }
+      });
+
+      it('refuses a malformed name', async () => {
+        await expect(store.nextSequence('')).rejects.toThrow(TypeError);
+        await expect(store.nextSequence('CRL number')).rejects.toThrow(TypeError);
+      });
+    });
+
     // ---- task lifecycle, revocation and the feed
 
     /** Records a credential (its task opened as needed) and insists that it was recorded. */
@@ -1051,11 +1076,14 @@ export function credentialStoreContract(
 
       it('takes an ephemeral value once, and not after it expires', async () => {
         await store.putEphemeral('nonce', 'n1', 'value-1', now + 5);
+        expect(await store.getEphemeral('nonce', 'n1')).toBe('value-1');
+        expect(await store.getEphemeral('nonce', 'n1')).toBe('value-1');
         const taken = await Promise.all(Array.from({ length: 5 }, () => store.takeEphemeral('nonce', 'n1')));
         expect(taken.filter((v) => v === 'value-1')).toHaveLength(1);
         expect(await store.takeEphemeral('nonce', 'n1')).toBeNull();
         await store.putEphemeral('nonce', 'n2', 'value-2', now + 5);
         fake.advance(6_000);
+        expect(await store.getEphemeral('nonce', 'n2')).toBeNull();
         expect(await store.takeEphemeral('nonce', 'n2')).toBeNull();
         expect(await store.takeEphemeral('nonce', 'unknown')).toBeNull();
       });

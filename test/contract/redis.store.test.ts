@@ -142,6 +142,7 @@ function everyMethod(store: CredentialStore, now: number): [string, () => Promis
     ['pendingTasks', () => store.pendingTasks(now, 10)],
     ['putKeyMaterialIfAbsent', () => store.putKeyMaterialIfAbsent('k', 'v')],
     ['getKeyMaterial', () => store.getKeyMaterial('k')],
+    ['nextSequence', () => store.nextSequence('k')],
     ['ping', () => store.ping()],
   ];
 }

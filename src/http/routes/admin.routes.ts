@@ -9,6 +9,7 @@ import type { Deps } from '../../deps.ts';
 import { WritError } from '../../errors.ts';
 import { type BulkSelector, REASON_ADMIN, REASON_PATTERN } from '../../lifecycle/lifecycle.service.ts';
 import { isTaskId, taskIdSchema } from '../../lifecycle/task-id.ts';
+import { DEFAULT_POLICY_DIR, isPolicyError } from '../../policy/index.ts';
 import { isTrustDomainId, spiffeIdSchema } from '../../spiffe/spiffe-id.ts';
 import { credentialStatus } from '../../store/status.ts';
 import {
@@ -344,6 +345,11 @@ export function adminRoutes(deps: Deps): Router {
   router.post('/v1/admin/accounts', otp, requireJson, parseBody(accountBodySchema), createAccount(deps));
   router.get('/v1/admin/accounts', listAccounts(deps));
   router.post('/v1/admin/accounts/:name/disable', otp, disableAccount(deps));
+  router.get('/v1/admin/policy', getPolicy(deps));
+  router.post('/v1/admin/policy/reload', otp, reloadPolicy(deps));
+  router.get('/v1/admin/approvals/:id', getApproval(deps));
+  router.post('/v1/admin/approvals/:id/approve', otp, decideApproval(deps, true));
+  router.post('/v1/admin/approvals/:id/deny', otp, decideApproval(deps, false));
   router.get('/v1/admin/audit', pageAudit(deps));
   router.get('/v1/admin/audit/verify', verifyAudit(deps));
   return router;
@@ -390,6 +396,65 @@ function disableAccount(deps: Deps): RequestHandler {
       subject: `admin:${name}`,
     });
     res.json(account);
+  };
+}
+
+/** The loaded policies: ids, effects, caps and approval marks (file and position, never the text). */
+function getPolicy(deps: Deps): RequestHandler {
+  return function getPolicyStep(_req, res) {
+    const set = deps.policy.policySet;
+    res.json({ version: deps.policy.version, policies: set.policies, warnings: set.warnings });
+  };
+}
+
+/** Validates the policy directory anew and swaps it in; a bad set keeps the old one and answers 400. */
+function reloadPolicy(deps: Deps): RequestHandler {
+  return async function reloadPolicyStep(_req, res) {
+    const dir = deps.config.policy.dir ?? DEFAULT_POLICY_DIR;
+    const before = deps.policy.version;
+    try {
+      await deps.policy.reload(dir);
+    } catch (e) {
+      if (isPolicyError(e)) {
+        await deps.audit.append({
+          type: 'admin.policy.reload_failed',
+          actor: actorOf(res),
+          decision: 'deny',
+        });
+        throw new WritError('ERR_POLICY_INVALID', e.message.slice(0, 4000));
+      }
+      throw e;
+    }
+    await deps.audit.append({
+      type: 'admin.policy.reloaded',
+      actor: actorOf(res),
+      details: { from: before, to: deps.policy.version },
+    });
+    deps.logger.info({ from: before, to: deps.policy.version }, 'policies reloaded');
+    res.json({ version: deps.policy.version, policies: deps.policy.policySet.policies.map((p) => p.id) });
+  };
+}
+
+function getApproval(deps: Deps): RequestHandler {
+  return async function getApprovalStep(req, res) {
+    const record = await deps.approvals.get(String(req.params.id));
+    if (!record) throw new WritError('ERR_NOT_FOUND', 'no such approval (or it expired)');
+    res.json(record);
+  };
+}
+
+function decideApproval(deps: Deps, approve: boolean): RequestHandler {
+  return async function decideApprovalStep(req, res) {
+    const record = await deps.approvals.decide(String(req.params.id), approve, getAdmin(res).name);
+    await deps.audit.append({
+      type: approve ? 'approval.approved' : 'approval.denied',
+      actor: actorOf(res),
+      subject: `approval:${record.id}`,
+      decision: approve ? 'allow' : 'deny',
+      policies: record.policies,
+      details: { spiffeId: record.spiffeId, audience: record.audience, type: record.credentialType },
+    });
+    res.json(record);
   };
 }
 

@@ -20,6 +20,7 @@ import {
   assertIssuance,
   assertLimit,
   assertReason,
+  assertSequenceName,
   assertTaskEnd,
   compareFeedPositions,
   compareKeys,
@@ -571,6 +572,11 @@ export class MemoryStore implements CredentialStore {
     return entry?.value ?? null;
   }
 
+  async getEphemeral(scope: string, key: string): Promise<string | null> {
+    this.#open();
+    return this.#liveEphemeral(this.#ephemeralKey('eph', scope, key))?.value ?? null;
+  }
+
   async countHit(scope: string, key: string, windowSeconds: number): Promise<number> {
     this.#open();
     const now = seconds(this.#clock);
@@ -594,6 +600,16 @@ export class MemoryStore implements CredentialStore {
   async getKeyMaterial(name: string): Promise<string | null> {
     this.#open();
     return this.#keyMaterial.get(name) ?? null;
+  }
+
+  readonly #sequences = new Map<string, number>();
+
+  async nextSequence(name: string): Promise<number> {
+    this.#open();
+    assertSequenceName(name);
+    const next = (this.#sequences.get(name) ?? 0) + 1;
+    this.#sequences.set(name, next);
+    return next;
   }
 
   async ping(): Promise<void> {

@@ -56,6 +56,7 @@ import {
   assertIssuance,
   assertLimit,
   assertReason,
+  assertSequenceName,
   assertTaskEnd,
   compareKeys,
   credentialFilterNarrows,
@@ -137,6 +138,7 @@ export function redisKeys(prefix: string) {
     entries: `${prefix}entries`,
     joinToken: (hash: string) => `${prefix}jt:${hash}`,
     keyMaterial: (name: string) => `${prefix}keys:${name}`,
+    sequence: (name: string) => `${prefix}seq:${name}`,
     ephemeral: (kind: 'once' | 'eph' | 'hit', scope: string, key: string) =>
       `${prefix}${kind}:${scope}:${key}`,
   };
@@ -894,7 +896,15 @@ export class RedisStore implements CredentialStore {
 
   async takeEphemeral(scope: string, key: string): Promise<string | null> {
     const k = this.#ephemeralKey('eph', scope, key);
-    const json = await this.#call(() => this.#redis.getdel(k));
+    return this.#readEphemeral(await this.#call(() => this.#redis.getdel(k)));
+  }
+
+  async getEphemeral(scope: string, key: string): Promise<string | null> {
+    const k = this.#ephemeralKey('eph', scope, key);
+    return this.#readEphemeral(await this.#call(() => this.#redis.get(k)));
+  }
+
+  #readEphemeral(json: string | null): string | null {
     if (json === null) return null;
     let parsed: unknown;
     try {
@@ -936,6 +946,12 @@ export class RedisStore implements CredentialStore {
 
   async getKeyMaterial(name: string): Promise<string | null> {
     return this.#call(() => this.#redis.get(this.#keys.keyMaterial(name)));
+  }
+
+  async nextSequence(name: string): Promise<number> {
+    assertSequenceName(name);
+    const value = await this.#call(() => this.#redis.incr(this.#keys.sequence(name)));
+    return parseStored(z.number().int().min(1).max(Number.MAX_SAFE_INTEGER), value, 'sequence');
   }
 
   async ping(): Promise<void> {

@@ -1,0 +1,187 @@
+// The X.509-SVID issue pipeline: CSR (proof of possession) -> attest -> plan -> sign -> re-check -> record.
+import type { Deps } from '../deps.ts';
+import { isWritError, WritError } from '../errors.ts';
+import {
+  CaError,
+  type CertificateAuthority,
+  CsrError,
+  type IssuedCertificate,
+  type ParsedCsr,
+  parseCsr,
+} from '../keys/x509/index.ts';
+import { type CredentialRecord, seconds } from '../store/types.ts';
+import { AUDITED_DENIALS, planSvid, scheduleDeadline } from './jwt-svid.ts';
+
+export interface X509SvidRequest {
+  attestor: string;
+  evidence: unknown;
+  /** A PEM PKCS#10 request; only its key (and its signature, the proof of possession) is used. */
+  csr: string;
+  ttl?: number | undefined;
+  task?: string | undefined;
+  spiffeId?: string | undefined;
+  /** An approval id, when a policy required an admin's approval for this request. */
+  approval?: string | undefined;
+}
+
+export interface IssuedX509Svid {
+  /** PEM of the X.509-SVID. */
+  certificate: string;
+  /** PEM of each intermediate between the SVID and the root, issuer first; empty when the CA is the root. */
+  chain: string[];
+  /** PEM of the trust anchors (the X.509 authorities of the trust domain). */
+  bundle: string;
+  spiffeId: string;
+  /** The certificate's serial, lowercase hex. */
+  id: string;
+  task: string;
+  expiresAt: number;
+}
+
+/**
+ * Parses and checks a CSR; its errors become 400s with stable codes. Called before attestation, so that a
+ * bad request never spends single-use evidence.
+ */
+export function checkCsr(pem: string): ParsedCsr {
+  try {
+    return parseCsr(pem);
+  } catch (e) {
+    if (e instanceof CsrError) throw new WritError(e.code, e.message, { cause: e });
+    throw e;
+  }
+}
+
+/** Issues an X.509-SVID; every issuance and every denial lands in the audit trail. */
+export async function issueX509Svid(
+  deps: Deps,
+  req: X509SvidRequest,
+  sourceIp?: string,
+): Promise<IssuedX509Svid> {
+  const csr = checkCsr(req.csr);
+  try {
+    const issued = await mintX509Svid(deps, req, csr, sourceIp);
+    // Fail closed: a credential that cannot be audited is not handed out (it is tracked, and expires unused).
+    await deps.audit.append({
+      type: 'svid.issued',
+      actor: `workload:${issued.spiffeId}`,
+      subject: `credential:${issued.id}`,
+      decision: 'allow',
+      details: {
+        type: 'x509',
+        task: issued.task,
+        attestor: req.attestor,
+        expiresAt: issued.expiresAt,
+        keyType: csr.keyType,
+      },
+    });
+    return issued;
+  } catch (e) {
+    if (isWritError(e) && AUDITED_DENIALS.has(e.code)) {
+      await deps.audit
+        .append({
+          type: 'svid.denied',
+          actor: `attestor:${deps.attestors.has(req.attestor) ? req.attestor : 'unknown'}`,
+          decision: 'deny',
+          ...(Array.isArray(e.extra?.policies) ? { policies: e.extra.policies as string[] } : {}),
+          details: { type: 'x509', code: e.code, source_ip: sourceIp ?? null },
+        })
+        .catch((err: unknown) => deps.logger.warn({ err }, 'could not audit a denial'));
+    }
+    throw e;
+  }
+}
+
+async function mintX509Svid(
+  deps: Deps,
+  req: X509SvidRequest,
+  csr: ParsedCsr,
+  sourceIp?: string,
+): Promise<IssuedX509Svid> {
+  const { plan, attestation } = await planSvid(
+    deps,
+    {
+      attestor: req.attestor,
+      evidence: req.evidence,
+      audience: [],
+      ttl: req.ttl,
+      task: req.task,
+      spiffeId: req.spiffeId,
+      approval: req.approval,
+    },
+    sourceIp,
+    'x509',
+  );
+  const { ca } = deps;
+  const now = seconds(deps.clock);
+  // The CA caps notAfter at its own end (and at every certificate's above it).
+  let notAfter = Math.min(now + plan.ttl, plan.task.deadline, ca.notAfter);
+  // As for JWT-SVIDs: an existing task's deadline is only known to the store, which refuses a credential
+  // that would outlive it; the certificate is then re-issued once within that deadline.
+  for (let attempt = 0; attempt < 2; attempt++) {
+    if (notAfter <= now) {
+      if (ca.notAfter <= now) throw caUnusable(deps, new CaError('ERR_CA_EXPIRED', 'the ca has expired'));
+      throw new WritError('ERR_TASK_ENDED');
+    }
+    const cert = sign(deps, ca, csr, plan.spiffeId, notAfter, now);
+    const credential: CredentialRecord = {
+      id: cert.serialHex,
+      type: 'x509',
+      spiffeId: plan.spiffeId,
+      task: plan.task.id,
+      attestor: attestation.attestor,
+      // An X.509-SVID is not addressed to anyone: entry audiences restrict JWT-SVIDs only.
+      audience: [],
+      issuedAt: now,
+      expiresAt: cert.notAfter,
+      kid: ca.keyId,
+      legacy: attestation.legacy || undefined,
+    };
+    const recorded = await deps.store.recordIssuance(credential, plan.task);
+    if (recorded.ok) {
+      if (recorded.created) scheduleDeadline(deps, recorded.task);
+      return {
+        certificate: cert.pem,
+        chain: [...ca.chainPem],
+        bundle: ca.rootsPem.join(''),
+        spiffeId: plan.spiffeId,
+        id: cert.serialHex,
+        task: plan.task.id,
+        expiresAt: cert.notAfter,
+      };
+    }
+    if (recorded.reason === 'task_ended') throw new WritError('ERR_TASK_ENDED');
+    if (recorded.reason === 'task_mismatch') {
+      throw new WritError('ERR_TASK_MISMATCH', 'the task belongs to another workload');
+    }
+    notAfter = Math.min(notAfter, recorded.task.deadline);
+  }
+  throw new WritError('ERR_TASK_ENDED');
+}
+
+/** Mints and re-checks (the CA re-parses every certificate with OpenSSL before returning it). */
+function sign(
+  deps: Deps,
+  ca: CertificateAuthority,
+  csr: ParsedCsr,
+  spiffeId: string,
+  notAfter: number,
+  now: number,
+): IssuedCertificate {
+  try {
+    return ca.issueX509Svid({
+      spiffeId,
+      spki: csr.spki,
+      publicKey: csr.publicKey,
+      notAfter,
+      now,
+      backdate: deps.config.credentials.backdate,
+    });
+  } catch (e) {
+    throw caUnusable(deps, e);
+  }
+}
+
+function caUnusable(deps: Deps, cause: unknown): WritError {
+  deps.logger.error({ err: cause }, 'the x509 ca could not issue a certificate');
+  return new WritError('server_error', undefined, { cause });
+}

@@ -1,0 +1,244 @@
+// The CRL: revoked, unexpired X.509-SVIDs, followed from the revocation feed and signed by the CA on change.
+//
+// The store's revocation feed is the source of truth, shared by every replica. Each replica folds the feed
+// into the set of revoked serials: a credential event of an X.509-SVID names its serial; a task event means
+// every credential of the task is revoked at that moment, before the fan-out has announced them one by one,
+// so the task's X.509-SVIDs are looked up in the store right away. Before a CRL is served the replica reads
+// the feed up to its end, so a certificate revoked on another replica a moment ago is on the CRL it serves.
+// Revocations heard from the feed hub trigger a rebuild in the background, so that the CRL is ready when
+// asked. CRL numbers come from a counter in the store: monotonic across replicas and restarts.
+import type { Logger } from 'pino';
+import type { WritConfig } from '../config/schema.ts';
+import { type CertificateAuthority, type CrlReason, crlToPem } from '../keys/x509/index.ts';
+import { type Clock, type CredentialStore, type RevocationEvent, seconds } from '../store/types.ts';
+import { REASON_COMPLETED, REASON_DEADLINE } from './jobs.ts';
+import { REASON_HOLDER, REASON_PATTERN } from './lifecycle.service.ts';
+import type { RevocationHub } from './revocation-feed.ts';
+
+export const CRL_SEQUENCE = 'crl';
+const FEED_PAGE = 1000;
+const TASK_PAGE = 1000;
+/** A rebuild waits this long for more of a burst of revocations (a task's fan-out) before signing. */
+const DEBOUNCE_MS = 25;
+
+/** Writ's public reason codes (on the feed) as RFC 5280 CRL reasons; others are `unspecified`. */
+const CRL_REASONS: Readonly<Record<string, CrlReason>> = {
+  [REASON_COMPLETED]: 'cessationOfOperation',
+  [REASON_DEADLINE]: 'cessationOfOperation',
+  [REASON_HOLDER]: 'cessationOfOperation',
+  key_compromise: 'keyCompromise',
+  superseded: 'superseded',
+  affiliation_changed: 'affiliationChanged',
+  privilege_withdrawn: 'privilegeWithdrawn',
+  cessation_of_operation: 'cessationOfOperation',
+};
+
+export function crlReasonOf(reason: string): CrlReason {
+  return (REASON_PATTERN.test(reason) ? CRL_REASONS[reason] : undefined) ?? 'unspecified';
+}
+
+export interface SignedCrl {
+  readonly der: Buffer;
+  readonly pem: string;
+  readonly number: number;
+  /** Epoch seconds. */
+  readonly thisUpdate: number;
+  readonly nextUpdate: number;
+  /** Serials (lowercase hex) on it. */
+  readonly serials: readonly string[];
+}
+
+interface Revoked {
+  revokedAt: number;
+  reason: CrlReason;
+  /** The certificate's notAfter: once passed, it leaves the CRL (RFC 5280 §3.3). */
+  expiresAt: number;
+}
+
+export interface CrlDeps {
+  store: CredentialStore;
+  ca: CertificateAuthority;
+  clock: Clock;
+  logger: Logger;
+  config: Pick<WritConfig, 'keys' | 'credentials'>;
+  feed?: RevocationHub | undefined;
+}
+
+export class CrlPublisher {
+  readonly #deps: CrlDeps;
+  readonly #revoked = new Map<string, Revoked>();
+  /** The last feed event folded in; undefined until the first catch-up, which reads the whole feed. */
+  #cursor: string | undefined;
+  #changed = true;
+  #current: SignedCrl | undefined;
+  #running: Promise<SignedCrl> | undefined;
+  #next: Promise<SignedCrl> | undefined;
+  #timer: NodeJS.Timeout | undefined;
+  #unsubscribe: (() => void) | undefined;
+  #closed = false;
+
+  constructor(deps: CrlDeps) {
+    this.#deps = deps;
+  }
+
+  /** Follows the feed hub: an X.509 revocation or a task end rebuilds the CRL in the background. */
+  start(): void {
+    if (this.#unsubscribe || !this.#deps.feed) return;
+    this.#unsubscribe = this.#deps.feed.subscribe((events) => {
+      if (events.some(concernsCertificates)) this.#schedule();
+    });
+    this.#schedule();
+  }
+
+  async close(): Promise<void> {
+    this.#closed = true;
+    this.#unsubscribe?.();
+    if (this.#timer) clearTimeout(this.#timer);
+    await this.#next?.catch(() => undefined);
+    await this.#running?.catch(() => undefined);
+  }
+
+  /**
+   * The CRL as of the feed's end now: catches up with the feed (one store read when nothing changed) and
+   * signs a new CRL when the set changed or the last one has used half its validity. When the store is
+   * unreachable, the last CRL is served while it is valid; else the store's error propagates (503).
+   */
+  async current(): Promise<SignedCrl> {
+    try {
+      return await this.#refresh();
+    } catch (err) {
+      const last = this.#current;
+      if (last && seconds(this.#deps.clock) < last.nextUpdate) {
+        this.#deps.logger.warn({ err }, 'crl: cannot read the revocation feed; serving the last crl');
+        return last;
+      }
+      throw err;
+    }
+  }
+
+  #schedule(): void {
+    if (this.#closed || this.#timer) return;
+    this.#timer = setTimeout(() => {
+      this.#timer = undefined;
+      this.#refresh().catch((err: unknown) =>
+        this.#deps.logger.warn({ err }, 'crl: background rebuild failed; the next request retries'),
+      );
+    }, DEBOUNCE_MS);
+    this.#timer.unref();
+  }
+
+  /**
+   * One refresh at a time. A caller arriving while one runs cannot know whether that one read the feed after
+   * the caller's own revocation: it joins the next run, which every such caller shares.
+   */
+  #refresh(): Promise<SignedCrl> {
+    if (!this.#running) return this.#start();
+    this.#next ??= this.#running
+      .catch(() => undefined)
+      .then(() => {
+        this.#next = undefined;
+        return this.#start();
+      });
+    return this.#next;
+  }
+
+  #start(): Promise<SignedCrl> {
+    const run = this.#catchUpAndSign().finally(() => {
+      if (this.#running === run) this.#running = undefined;
+    });
+    this.#running = run;
+    return run;
+  }
+
+  async #catchUpAndSign(): Promise<SignedCrl> {
+    await this.#catchUp();
+    const now = seconds(this.#deps.clock);
+    for (const [serial, entry] of this.#revoked) {
+      if (entry.expiresAt <= now) {
+        this.#revoked.delete(serial);
+        this.#changed = true;
+      }
+    }
+    const last = this.#current;
+    const validity = this.#deps.config.keys.x509.crlNextUpdate;
+    if (last && !this.#changed && now < last.thisUpdate + Math.floor(validity / 2)) return last;
+    return this.#sign(now, validity);
+  }
+
+  async #catchUp(): Promise<void> {
+    const { store } = this.#deps;
+    for (;;) {
+      const events = await store.readRevocations(this.#cursor, FEED_PAGE);
+      for (const event of events) {
+        await this.#apply(event);
+        this.#cursor = event.id;
+      }
+      if (events.length < FEED_PAGE) break;
+    }
+    // An empty feed: start after its (future) first event rather than re-reading from the oldest each time.
+    this.#cursor ??= '0-0';
+  }
+
+  async #apply(event: RevocationEvent): Promise<void> {
+    const now = seconds(this.#deps.clock);
+    if (event.expiresAt <= now) return; // nothing it concerns is still valid
+    const reason = crlReasonOf(event.reason);
+    if (event.kind === 'credential') {
+      if (event.credentialType === 'x509' && event.credential !== undefined) {
+        this.#add(event.credential, { revokedAt: event.revokedAt, reason, expiresAt: event.expiresAt });
+      }
+      return;
+    }
+    // A task ended: every credential of it is revoked now. Its certificates are looked up at once (the fan-out
+    // announces each one later). A task can gain no credential once ended, so one lookup is complete.
+    let cursor: string | undefined;
+    do {
+      const page = await this.#deps.store.listCredentials({ task: event.task }, { cursor, limit: TASK_PAGE });
+      for (const { credential } of page.items) {
+        if (credential.type !== 'x509' || credential.expiresAt <= now) continue;
+        this.#add(credential.id, { revokedAt: event.revokedAt, reason, expiresAt: credential.expiresAt });
+      }
+      cursor = page.next;
+    } while (cursor !== undefined);
+  }
+
+  #add(serial: string, entry: Revoked): void {
+    if (!/^[0-9a-f]{1,40}$/.test(serial)) {
+      this.#deps.logger.warn({ serial: serial.slice(0, 64) }, 'crl: skipping a credential id that is no serial');
+      return;
+    }
+    const prior = this.#revoked.get(serial);
+    if (prior && prior.revokedAt <= entry.revokedAt) return;
+    this.#revoked.set(serial, entry);
+    this.#changed = true;
+  }
+
+  async #sign(now: number, validity: number): Promise<SignedCrl> {
+    const { ca, store, config } = this.#deps;
+    const number = await store.nextSequence(CRL_SEQUENCE);
+    // Back-dated like every credential, so a relying party whose clock is a little behind accepts it at once.
+    const thisUpdate = now - config.credentials.backdate;
+    const revoked = [...this.#revoked].map(([serialHex, e]) => ({
+      serialHex,
+      revokedAt: e.revokedAt,
+      reason: e.reason,
+    }));
+    const der = ca.signCrl({ revoked, crlNumber: number, thisUpdate, nextUpdate: now + validity });
+    this.#changed = false;
+    const signed: SignedCrl = {
+      der,
+      pem: crlToPem(der),
+      number,
+      thisUpdate,
+      nextUpdate: now + validity,
+      serials: revoked.map((r) => r.serialHex),
+    };
+    this.#current = signed;
+    this.#deps.logger.debug({ number, revoked: revoked.length }, 'crl signed');
+    return signed;
+  }
+}
+
+function concernsCertificates(event: RevocationEvent): boolean {
+  return event.kind === 'task' || event.credentialType === 'x509';
+}
