@@ -11,6 +11,7 @@ import { opsRoutes } from './http/routes/ops.routes.ts';
 import { relyingPartyRoutes } from './http/routes/relying-party.routes.ts';
 import { webhooksRoutes } from './http/routes/webhooks.routes.ts';
 import { workloadRoutes } from './http/routes/workload.routes.ts';
+import { x509Routes } from './http/routes/x509.routes.ts';
 
 export function createApp(deps: Deps): Express {
   const app = express();
@@ -24,6 +25,7 @@ export function createApp(deps: Deps): Express {
   app.use(opsRoutes(deps));
   app.use(relyingPartyRoutes(deps));
   app.use(workloadRoutes(deps));
+  app.use(x509Routes(deps));
   app.use(attestRoutes(deps));
   app.use(lifecycleRoutes(deps));
   app.use(authorizeRoutes(deps));

@@ -7,6 +7,8 @@ import type { AuditLog } from './audit/audit-log.ts';
 import type { Mode } from './config/loader.ts';
 import type { WritConfig } from './config/schema.ts';
 import type { KeyManager } from './keys/signing-keys.ts';
+import type { CertificateAuthority } from './keys/x509/ca.ts';
+import type { CrlPublisher } from './lifecycle/crl.ts';
 import type { Lifecycle } from './lifecycle/lifecycle.service.ts';
 import type { RevocationHub } from './lifecycle/revocation-feed.ts';
 import type { Metrics } from './observability/metrics.ts';
@@ -20,6 +22,9 @@ export interface Deps {
   issuer: string;
   store: CredentialStore;
   keys: KeyManager;
+  /** The X.509 CA: X.509-SVIDs, CRLs and the broker's own server certificate. */
+  ca: CertificateAuthority;
+  crl: CrlPublisher;
   attestors: AttestorFacade;
   lifecycle: Lifecycle;
   policy: PolicyEngine;

@@ -22,7 +22,10 @@ export const ERRORS = {
     description: 'the csr signature algorithm is not accepted or does not fit its key',
   },
   ERR_CSR_WEAK_KEY: { status: 400, description: 'the csr key is weak or of a type that is not certified' },
-  ERR_CSR_SIGNATURE: { status: 400, description: 'the csr signature does not verify (no proof of possession)' },
+  ERR_CSR_SIGNATURE: {
+    status: 400,
+    description: 'the csr signature does not verify (no proof of possession)',
+  },
   ERR_RATE_LIMITED: { status: 429, description: 'too many requests' },
   ERR_FEED_BUSY: { status: 503, description: 'the revocation feed has no room for another subscriber' },
   // admin authentication
@@ -96,11 +99,13 @@ export class WritError extends Error {
   readonly status: number;
   readonly detail: string | undefined;
   readonly extra: Readonly<Record<string, unknown>> | undefined;
+  /** Facts for logs and the audit trail, never sent to the client (e.g. the SPIFFE ID a policy denied). */
+  readonly meta: Readonly<Record<string, unknown>> | undefined;
 
   constructor(
     code: ErrorCode,
     detail?: string,
-    options?: { cause?: unknown; extra?: Record<string, unknown> },
+    options?: { cause?: unknown; extra?: Record<string, unknown>; meta?: Record<string, unknown> },
   ) {
     super(
       detail ? `${code}: ${detail}` : code,
@@ -111,6 +116,7 @@ export class WritError extends Error {
     this.status = ERRORS[code].status;
     this.detail = detail;
     this.extra = options?.extra;
+    this.meta = options?.meta;
   }
 
   /** The RFC 6749-shaped wire body. */

@@ -1,5 +1,4 @@
 // The composition root's body: config -> store -> keys -> attestors -> app -> listen; close in reverse.
-import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { Redis } from 'ioredis';
 import type { Logger } from 'pino';
@@ -12,8 +11,11 @@ import { type AuditLog, MemoryAuditLog, RedisAuditLog } from './audit/index.ts';
 import { issuerOf, type LoadedConfig } from './config/loader.ts';
 import type { Deps } from './deps.ts';
 import { sha256 } from './http/middleware.ts';
+import { type BrokerServer, chooseTransport, createBrokerServer, schemeOf, startTls } from './http/tls.ts';
 import { loadKeyManager } from './keys/signing-keys.ts';
+import { loadCertificateAuthority } from './keys/x509/ca-loader.ts';
 import { BullScheduler, type LifecycleWorker, startLifecycleWorker } from './lifecycle/bullmq.ts';
+import { CrlPublisher } from './lifecycle/crl.ts';
 import { Lifecycle } from './lifecycle/lifecycle.service.ts';
 import { MemoryScheduler } from './lifecycle/memory.scheduler.ts';
 import { RevocationHub } from './lifecycle/revocation-feed.ts';
@@ -28,7 +30,7 @@ import { type Clock, type CredentialStore, systemClock } from './store/types.ts'
 export interface Broker {
   url: string;
   deps: Deps;
-  server: Server;
+  server: BrokerServer;
   close(): Promise<void>;
 }
 
@@ -162,7 +164,9 @@ export async function startBroker(loaded: LoadedConfig, opts: StartOptions = {})
     feed.start();
     closers.push(() => feed.close());
 
-    const server = createServer();
+    // Production serves HTTPS unless server.insecureHttp says a TLS-terminating proxy is in front.
+    const transport = chooseTransport(config, mode);
+    const server = createBrokerServer(transport);
     server.keepAliveTimeout = 65_000;
     await new Promise<void>((resolve, reject) => {
       server.once('error', reject);
@@ -184,7 +188,14 @@ export async function startBroker(loaded: LoadedConfig, opts: StartOptions = {})
         }),
     );
     const port = (server.address() as AddressInfo).port;
-    const issuer = issuerOf(config, port);
+    const issuer = issuerOf(config, port, schemeOf(transport));
+    // The CA's CRL URL defaults to the issuer's, known once the port is bound; no handler runs before this.
+    const ca = await loadCertificateAuthority({ config, mode, store, issuer, clock, logger });
+    const tls = startTls(server, transport, { config, ca, issuer, clock, logger });
+    if (tls) closers.push(async () => tls.close());
+    const crl = new CrlPublisher({ store, ca, clock, logger, config, feed });
+    crl.start();
+    closers.push(() => crl.close());
     const metrics = createMetrics({ defaultMetrics: opts.defaultMetrics ?? true });
     const attestorHost = { store, clock, logger, trustDomain: config.trustDomain, issuer };
     const attestors = new AttestorFacade({
@@ -199,6 +210,8 @@ export async function startBroker(loaded: LoadedConfig, opts: StartOptions = {})
       issuer,
       store,
       keys,
+      ca,
+      crl,
       attestors,
       lifecycle,
       policy,
@@ -213,7 +226,7 @@ export async function startBroker(loaded: LoadedConfig, opts: StartOptions = {})
     };
     server.on('request', createApp(deps));
     const host = config.server.host.includes(':') ? `[${config.server.host}]` : config.server.host;
-    const url = `http://${host}:${port}`;
+    const url = `${schemeOf(transport)}://${host}:${port}`;
     logger.info({ url, mode, issuer, trustDomain: config.trustDomain, store: store.kind }, 'writ listening');
     return { url, deps, server, close: closeAll };
   } catch (e) {

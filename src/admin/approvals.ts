@@ -73,18 +73,23 @@ export class Approvals {
   }
 
   async get(id: string): Promise<ApprovalRecord | null> {
+    return (await this.#read(id))?.record ?? null;
+  }
+
+  async #read(id: string): Promise<{ record: ApprovalRecord; json: string } | null> {
     if (!APPROVAL_ID.test(id)) return null;
     const json = await this.#store.getEphemeral('approval', id);
     if (json === null) return null;
     const parsed = recordSchema.safeParse(JSON.parse(json));
     if (!parsed.success) throw new WritError('server_error', undefined, { cause: parsed.error });
-    return parsed.data;
+    return { record: parsed.data, json };
   }
 
   /** An admin's decision, once; a decided or expired approval cannot be decided again. */
   async decide(id: string, approve: boolean, by: string): Promise<ApprovalRecord> {
-    const record = await this.get(id);
-    if (!record) throw new WritError('ERR_NOT_FOUND', 'no such approval (or it expired)');
+    const read = await this.#read(id);
+    if (!read) throw new WritError('ERR_NOT_FOUND', 'no such approval (or it expired)');
+    const { record, json } = read;
     if (record.status !== 'pending') throw new WritError('ERR_APPROVAL_DECIDED');
     const decided: ApprovalRecord = {
       ...record,
@@ -92,9 +97,18 @@ export class Approvals {
       decidedBy: by,
       decidedAt: seconds(this.#clock),
     };
-    // The grant is a separate key so that redeeming it is one atomic take: the credential is issued once.
+    // One decision wins: the record moves from pending to decided by compare-and-set (two admins, or two
+    // replicas, cannot both decide). The grant is written only by the winner of an approve, and is a separate
+    // key so that redeeming it is one atomic take: the credential is issued once.
+    const won = await this.#store.swapEphemeral(
+      'approval',
+      id,
+      json,
+      JSON.stringify(decided),
+      record.expiresAt,
+    );
+    if (!won) throw new WritError('ERR_APPROVAL_DECIDED');
     if (approve) await this.#store.putEphemeral('approval_grant', id, record.fingerprint, record.expiresAt);
-    await this.#store.putEphemeral('approval', id, JSON.stringify(decided), record.expiresAt);
     return decided;
   }
 

@@ -25,7 +25,11 @@ export class ConfigError extends Error {
 
 type Env = Record<string, string | undefined>;
 
-const ENV_OVERRIDES: ReadonlyArray<{ env: string; path: string[]; type: 'string' | 'int' | 'trust' | 'bool' }> = [
+const ENV_OVERRIDES: ReadonlyArray<{
+  env: string;
+  path: string[];
+  type: 'string' | 'int' | 'trust' | 'bool';
+}> = [
   { env: 'HOST', path: ['server', 'host'], type: 'string' },
   { env: 'PORT', path: ['server', 'port'], type: 'int' },
   { env: 'REDIS_URL', path: ['redis', 'url'], type: 'string' },

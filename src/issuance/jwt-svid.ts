@@ -2,6 +2,7 @@
 import { randomUUID } from 'node:crypto';
 import { jwtVerify, SignJWT } from 'jose';
 import type { VerifiedAttestation } from '../attestation/facade.ts';
+import { hashSecret } from '../audit/audit-log.ts';
 import type { Deps } from '../deps.ts';
 import { isWritError, WritError } from '../errors.ts';
 import type { SigningKey } from '../keys/signing-keys.ts';
@@ -166,6 +167,7 @@ export const AUDITED_DENIALS: ReadonlySet<string> = new Set([
   'ERR_TASK_ENDED',
   'ERR_TASK_MISMATCH',
   'access_denied',
+  'ERR_APPROVAL_INVALID',
 ]);
 
 /** Issues a JWT-SVID; every issuance and every denial lands in the audit trail. */
@@ -192,18 +194,51 @@ export async function issueJwtSvid(
     });
     return issued;
   } catch (e) {
-    if (isWritError(e) && AUDITED_DENIALS.has(e.code)) {
-      await deps.audit
-        .append({
-          type: 'svid.denied',
-          actor: `attestor:${deps.attestors.has(req.attestor) ? req.attestor : 'unknown'}`,
-          decision: 'deny',
-          ...(Array.isArray(e.extra?.policies) ? { policies: e.extra.policies as string[] } : {}),
-          details: { type: 'jwt', code: e.code, source_ip: sourceIp ?? null, audience: req.audience },
-        })
-        .catch((err: unknown) => deps.logger.warn({ err }, 'could not audit a denial'));
-    }
+    if (isWritError(e) && AUDITED_DENIALS.has(e.code)) await auditDenial(deps, req, sourceIp, e);
     throw e;
+  }
+}
+
+/**
+ * A denial in the audit trail. Caller-supplied values (audiences) go in only as hashes, so that a request
+ * cannot keep its denial out of the trail by making a value look like a secret; if the full record still
+ * cannot be written, a minimal one is.
+ */
+export async function auditDenial(
+  deps: Deps,
+  req: { attestor: string; audience: readonly string[] },
+  sourceIp: string | undefined,
+  e: WritError,
+  type: 'jwt' | 'x509' = 'jwt',
+): Promise<void> {
+  const spiffeId = typeof e.meta?.spiffeId === 'string' ? e.meta.spiffeId : undefined;
+  const actor = spiffeId
+    ? `workload:${spiffeId}`
+    : `attestor:${deps.attestors.has(req.attestor) ? req.attestor : 'unknown'}`;
+  const policies = Array.isArray(e.extra?.policies) ? { policies: e.extra.policies as string[] } : {};
+  try {
+    await deps.audit.append({
+      type: 'svid.denied',
+      actor,
+      decision: 'deny',
+      ...policies,
+      details: {
+        type,
+        code: e.code,
+        source_ip: sourceIp ?? null,
+        audience: req.audience.map((a) => hashSecret(a)),
+      },
+    });
+  } catch (err) {
+    deps.logger.warn({ err }, 'could not audit a denial in full; writing a minimal record');
+    await deps.audit
+      .append({
+        type: 'svid.denied',
+        actor: 'system:issuance',
+        decision: 'deny',
+        details: { type, code: e.code },
+      })
+      .catch((err2: unknown) => deps.logger.error({ err: err2 }, 'could not audit a denial'));
   }
 }
 

@@ -65,7 +65,7 @@ export async function policyGate(
       decision.reasons.length > 0
         ? `denied by policy ${decision.reasons.join(', ')}`
         : 'no policy permits this request',
-      { extra: { policies: decision.reasons } },
+      { extra: { policies: decision.reasons }, meta: { spiffeId: input.spiffeId } },
     );
   }
   const ttl = Math.min(input.ttl, decision.ttlCap ?? input.ttl);
@@ -103,6 +103,7 @@ export async function policyGate(
     if (redeemed.outcome === 'denied') {
       throw new WritError('access_denied', 'an admin denied the approval', {
         extra: { policies: redeemed.record.policies },
+        meta: { spiffeId: input.spiffeId },
       });
     }
   }

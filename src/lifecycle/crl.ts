@@ -5,8 +5,8 @@
 // every credential of the task is revoked at that moment, before the fan-out has announced them one by one,
 // so the task's X.509-SVIDs are looked up in the store right away. Before a CRL is served the replica reads
 // the feed up to its end, so a certificate revoked on another replica a moment ago is on the CRL it serves.
-// Revocations heard from the feed hub trigger a rebuild in the background, so that the CRL is ready when
-// asked. CRL numbers come from a counter in the store: monotonic across replicas and restarts.
+// While relying parties fetch CRLs, revocations heard from the feed hub trigger a rebuild in the background,
+// so that the CRL is ready when asked. CRL numbers come from a counter in the store: monotonic across replicas and restarts.
 import type { Logger } from 'pino';
 import type { WritConfig } from '../config/schema.ts';
 import { type CertificateAuthority, type CrlReason, crlToPem } from '../keys/x509/index.ts';
@@ -76,18 +76,26 @@ export class CrlPublisher {
   #timer: NodeJS.Timeout | undefined;
   #unsubscribe: (() => void) | undefined;
   #closed = false;
+  /** When a CRL was last asked for (epoch seconds). */
+  #lastAsked: number | undefined;
 
   constructor(deps: CrlDeps) {
     this.#deps = deps;
   }
 
-  /** Follows the feed hub: an X.509 revocation or a task end rebuilds the CRL in the background. */
+  /**
+   * Follows the feed hub: an X.509 revocation or a task end rebuilds the CRL in the background, while relying
+   * parties fetch CRLs from this replica (within one CRL validity of the last request). A broker whose CRL
+   * nobody asks for does no CRL work at all (JWT-only deployments); the first request catches up.
+   */
   start(): void {
     if (this.#unsubscribe || !this.#deps.feed) return;
-    this.#unsubscribe = this.#deps.feed.subscribe((events) => {
-      if (events.some(concernsCertificates)) this.#schedule();
-    });
-    this.#schedule();
+    this.#unsubscribe = this.#deps.feed.subscribe(
+      (events) => {
+        if (this.#inDemand() && events.some(concernsCertificates)) this.#schedule();
+      },
+      { internal: true },
+    );
   }
 
   async close(): Promise<void> {
@@ -104,6 +112,7 @@ export class CrlPublisher {
    * unreachable, the last CRL is served while it is valid; else the store's error propagates (503).
    */
   async current(): Promise<SignedCrl> {
+    this.#lastAsked = seconds(this.#deps.clock);
     try {
       return await this.#refresh();
     } catch (err) {
@@ -114,6 +123,11 @@ export class CrlPublisher {
       }
       throw err;
     }
+  }
+
+  #inDemand(): boolean {
+    const validity = this.#deps.config.keys.x509.crlNextUpdate;
+    return this.#lastAsked !== undefined && seconds(this.#deps.clock) - this.#lastAsked < validity;
   }
 
   #schedule(): void {
@@ -204,7 +218,10 @@ export class CrlPublisher {
 
   #add(serial: string, entry: Revoked): void {
     if (!/^[0-9a-f]{1,40}$/.test(serial)) {
-      this.#deps.logger.warn({ serial: serial.slice(0, 64) }, 'crl: skipping a credential id that is no serial');
+      this.#deps.logger.warn(
+        { serial: serial.slice(0, 64) },
+        'crl: skipping a credential id that is no serial',
+      );
       return;
     }
     const prior = this.#revoked.get(serial);

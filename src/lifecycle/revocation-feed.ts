@@ -28,6 +28,8 @@ export class RevocationHub {
   readonly #store: CredentialStore;
   readonly #logger: Logger;
   readonly #listeners = new Set<FeedListener>();
+  /** In-process followers (the CRL): they hear every batch but are no subscribers of the feed's capacity. */
+  readonly #internal = new Set<FeedListener>();
   readonly #streams = new Set<{ end(): unknown }>();
   readonly #byAddress = new Map<string, number>();
   readonly #abort = new AbortController();
@@ -39,16 +41,20 @@ export class RevocationHub {
   }
 
   get subscribers(): number {
-    return this.#listeners.size;
+    return this.#listeners.size - this.#internal.size;
   }
 
   start(): void {
     this.#loop ??= this.#tail();
   }
 
-  subscribe(listener: FeedListener): () => void {
+  subscribe(listener: FeedListener, opts: { internal?: boolean } = {}): () => void {
     this.#listeners.add(listener);
-    return () => this.#listeners.delete(listener);
+    if (opts.internal) this.#internal.add(listener);
+    return () => {
+      this.#internal.delete(listener);
+      return this.#listeners.delete(listener);
+    };
   }
 
   /**
@@ -109,6 +115,7 @@ export class RevocationHub {
     this.#abort.abort();
     this.endStreams();
     this.#listeners.clear();
+    this.#internal.clear();
     await this.#loop;
   }
 }

@@ -128,9 +128,32 @@ function facts(record: Readonly<Record<string, FactValue>>, label: string): stri
 
 function normalizeIp(raw: unknown): string | undefined {
   if (typeof raw !== 'string') return undefined;
-  const mapped = /^::ffff:(\d{1,3}(?:\.\d{1,3}){3})$/i.exec(raw);
-  const ip = (mapped?.[1] ?? raw).split('%')[0] ?? ''; // a zone id means nothing to a policy
-  return isIP(ip) === 0 ? undefined : ip;
+  const ip = raw.split('%')[0] ?? ''; // a zone id means nothing to a policy
+  const kind = isIP(ip);
+  if (kind === 0) return undefined;
+  // An IPv4-mapped IPv6 address, however it is spelled (::ffff:a.b.c.d, ::ffff:a42:101, 0:0:0:0:0:ffff:...),
+  // is the IPv4 address: IPv4 ranges in policies must match it.
+  return kind === 6 ? (ipv4Mapped(ip) ?? ip) : ip;
+}
+
+/** The IPv4 address an IPv4-mapped IPv6 address stands for, else undefined. `ip` is a valid IPv6 address. */
+function ipv4Mapped(ip: string): string | undefined {
+  let text = ip.toLowerCase();
+  const dotted = /(\d{1,3}(?:\.\d{1,3}){3})$/.exec(text);
+  if (dotted) {
+    const o = dotted[1]!.split('.').map(Number);
+    const hex = (a: number, b: number) => ((a << 8) | b).toString(16);
+    text = `${text.slice(0, dotted.index)}${hex(o[0]!, o[1]!)}:${hex(o[2]!, o[3]!)}`;
+  }
+  const [head = '', tail] = text.split('::');
+  const left = head ? head.split(':') : [];
+  const right = tail === undefined ? [] : tail ? tail.split(':') : [];
+  const groups =
+    tail === undefined ? left : [...left, ...Array(8 - left.length - right.length).fill('0'), ...right];
+  if (groups.length !== 8) return undefined;
+  const n = groups.map((g) => Number.parseInt(g, 16));
+  if (n.slice(0, 5).some((g) => g !== 0) || n[5] !== 0xffff) return undefined;
+  return [n[6]! >> 8, n[6]! & 255, n[7]! >> 8, n[7]! & 255].join('.');
 }
 
 function pick(read: ReadonlySet<string>, all: Record<string, CedarValue>): Record<string, CedarValue> {

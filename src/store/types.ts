@@ -221,6 +221,14 @@ export interface CredentialStore {
   takeEphemeral(scope: string, key: string): Promise<string | null>;
   /** Reads without taking; expired values read as null. */
   getEphemeral(scope: string, key: string): Promise<string | null>;
+  /** Replaces a live value only if it still equals `expected` (atomic compare-and-set); true when replaced. */
+  swapEphemeral(
+    scope: string,
+    key: string,
+    expected: string,
+    value: string,
+    expiresAt: number,
+  ): Promise<boolean>;
   /** Counts a hit in a fixed window of `windowSeconds`; returns the count within the current window. */
   countHit(scope: string, key: string, windowSeconds: number): Promise<number>;
 

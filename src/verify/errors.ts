@@ -14,6 +14,8 @@ export const VERIFY_ERRORS = {
   ERR_FEED_STALE: 'the revocation feed is not current',
   /** The broker's JWKS could not be fetched or parsed (retry later). */
   ERR_JWKS_UNAVAILABLE: 'the signing keys are unavailable',
+  /** The broker's policy decision point (/v1/authorize) could not be reached or answered oddly (retry later). */
+  ERR_AUTHORIZE_UNAVAILABLE: 'the policy decision is unavailable',
 } as const;
 
 export type VerifyErrorCode = keyof typeof VERIFY_ERRORS;
@@ -39,7 +41,11 @@ export class VerifyError extends Error {
 
   /** True for the codes where the token may be fine and the failure is the verifier's state. */
   get temporary(): boolean {
-    return this.code === 'ERR_FEED_STALE' || this.code === 'ERR_JWKS_UNAVAILABLE';
+    return (
+      this.code === 'ERR_FEED_STALE' ||
+      this.code === 'ERR_JWKS_UNAVAILABLE' ||
+      this.code === 'ERR_AUTHORIZE_UNAVAILABLE'
+    );
   }
 }
 

@@ -1,5 +1,7 @@
 // Express middleware: a Bearer JWT-SVID in, a verified Svid on the request out (RFC 6750 errors otherwise).
+
 import type { Request, RequestHandler, Response } from 'express';
+import type { AuthorizeDecision, Authorizer } from './authorizer.ts';
 import { isVerifyError, VERIFY_ERRORS, VerifyError } from './errors.ts';
 import type { Svid, Verifier, VerifyOptions } from './verifier.ts';
 
@@ -8,6 +10,18 @@ export interface RequireSvidOptions {
   audience?: string | readonly string[] | undefined;
   /** Called with every rejected token (logs, metrics). The error never holds the token. */
   onRejected?: ((error: VerifyError, req: Request) => void) | undefined;
+  /**
+   * Also ask the broker's policy at use time (POST /v1/authorize, cached briefly): a deny answers 403
+   * `insufficient_scope`; an unreachable decision point answers 503 (fail closed).
+   */
+  authorize?:
+    | {
+        authorizer: Authorizer;
+        action: string;
+        resource: string | ((req: Request) => string);
+        context?: ((req: Request) => Record<string, string | number | boolean>) | undefined;
+      }
+    | undefined;
 }
 
 // RFC 6750 section 2.1: the scheme is case-insensitive, the token is a b64token.
@@ -79,6 +93,35 @@ export function requireSvid(verifier: Verifier, options: RequireSvidOptions = {}
       options.onRejected?.(e, req);
       reject(res, e);
       return;
+    }
+    if (options.authorize && token !== undefined) {
+      const a = options.authorize;
+      let decision: AuthorizeDecision;
+      try {
+        decision = await a.authorizer.authorize(token, {
+          action: a.action,
+          resource: typeof a.resource === 'function' ? a.resource(req) : a.resource,
+          sourceIp: req.ip,
+          context: a.context?.(req),
+        });
+      } catch (e) {
+        if (!isVerifyError(e)) {
+          next(e);
+          return;
+        }
+        options.onRejected?.(e, req);
+        reject(res, e);
+        return;
+      }
+      if (decision.decision !== 'allow') {
+        res.set('WWW-Authenticate', 'Bearer error="insufficient_scope"');
+        res.status(403).json({
+          error: 'insufficient_scope',
+          error_description: 'denied by policy',
+          policies: decision.reasons,
+        });
+        return;
+      }
     }
     res.locals.svid = svid;
     svids.set(req, svid);

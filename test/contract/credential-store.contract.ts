@@ -1088,6 +1088,20 @@ export function credentialStoreContract(
         expect(await store.takeEphemeral('nonce', 'unknown')).toBeNull();
       });
 
+      it('swaps an ephemeral value only when it still holds the expected one', async () => {
+        await store.putEphemeral('approval', 'a1', 'pending', now + 30);
+        const results = await Promise.all([
+          store.swapEphemeral('approval', 'a1', 'pending', 'approved', now + 30),
+          store.swapEphemeral('approval', 'a1', 'pending', 'denied', now + 30),
+        ]);
+        expect(results.filter(Boolean)).toHaveLength(1);
+        expect(['approved', 'denied']).toContain(await store.getEphemeral('approval', 'a1'));
+        expect(await store.swapEphemeral('approval', 'missing', 'x', 'y', now + 30)).toBe(false);
+        await store.putEphemeral('approval', 'a2', 'pending', now + 5);
+        fake.advance(6_000);
+        expect(await store.swapEphemeral('approval', 'a2', 'pending', 'approved', now + 30)).toBe(false);
+      });
+
       it('counts hits per fixed window', async () => {
         fake.set(Math.ceil(fake.now() / 60_000) * 60_000);
         expect(await store.countHit('fail', '10.0.0.1', 60)).toBe(1);

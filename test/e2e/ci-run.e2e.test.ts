@@ -1,15 +1,14 @@
-// One CI run end to end: GitHub-style OIDC tokens -> JWT-SVIDs of the run task -> signed webhook -> all inactive.
-//
-// TODO(x509-ci-run): when X.509-SVIDs land (src/keys/x509), also obtain an X.509-SVID for this run (same task,
-// POST /v1/svid/x509 with a GitHub token and a CSR) and assert that it reads revoked after the webhook, like the
-// JWT-SVIDs below (issue 5 asks for "JWT-SVIDs and an X.509-SVID").
-import { createHmac, randomUUID } from 'node:crypto';
+// One CI run end to end: GitHub-style OIDC tokens -> JWT-SVIDs and an X.509-SVID of the run task -> signed
+// webhook -> all inactive, and the certificate on the CRL.
+import { createHmac, generateKeyPairSync, randomUUID } from 'node:crypto';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { createCsr } from '../../src/keys/x509/index.ts';
 import { startTestBroker, type TestBroker, type TestResponse } from '../helpers/broker.ts';
 import { FakeOidcIssuer, githubClaims } from '../helpers/oidc-issuer.ts';
 import { openSse } from '../helpers/sse.ts';
 import { waitFor } from '../helpers/wait.ts';
 import { introspectActive } from '../helpers/workload.ts';
+import { opensslOk, tempDir } from '../unit/x509/helpers.ts';
 
 const TD = 'example.org';
 const GH_AUD = 'https://writ.example';
@@ -20,6 +19,17 @@ const REGISTRY = 'https://registry.example';
 
 const sign = (secret: string, body: string) =>
   `sha256=${createHmac('sha256', secret).update(body).digest('hex')}`;
+
+/** `openssl crl -text` of a PEM CRL: an independent reading of what relying parties get. */
+async function crlText(pem: string): Promise<string> {
+  const t = await tempDir('writ-ci-run-');
+  try {
+    await t.write('crl.pem', pem);
+    return await opensslOk(['crl', '-in', 'crl.pem', '-noout', '-text'], t.dir);
+  } finally {
+    await t.cleanup();
+  }
+}
 
 describe.each(['memory', 'redis'] as const)('a CI run with the %s store', (store) => {
   let gh: FakeOidcIssuer;
@@ -93,6 +103,28 @@ describe.each(['memory', 'redis'] as const)('a CI run with the %s store', (store
     expect(forRegistry.status, JSON.stringify(forRegistry.body)).toBe(200);
     const credentials = [forVault.body.token as string, forRegistry.body.access_token as string];
 
+    // And an X.509-SVID of the same run (mutual TLS to an internal service), from another token of the run.
+    const { privateKey } = generateKeyPairSync('ec', { namedCurve: 'prime256v1' });
+    const certificate = await b.request('POST', '/v1/svid/x509', {
+      body: { attestor: 'github_actions', evidence: { token: await runToken() }, csr: createCsr(privateKey) },
+    });
+    expect(certificate.status, JSON.stringify(certificate.body)).toBe(200);
+    expect(certificate.body).toMatchObject({ spiffeId: DEPLOY, task });
+    const serial = certificate.body.id as string;
+    const certificateStatus = async () =>
+      (await b.admin('GET', `/v1/admin/credentials/${serial}`)).body.status as string;
+    const crlSerials = async () => {
+      const crl = await b.request('GET', '/v1/crl?format=pem');
+      expect(crl.status).toBe(200);
+      return new Set(
+        [...(await crlText(crl.text)).matchAll(/Serial Number: ([0-9A-F]+)\n/g)].map((m) =>
+          m[1]!.toLowerCase(),
+        ),
+      );
+    };
+    expect(await certificateStatus()).toBe('active');
+    expect((await crlSerials()).has(serial)).toBe(false);
+
     // Another run of the same repository is another task and must survive this run's end.
     const otherRun = await b.request('POST', '/v1/svid/jwt', {
       body: {
@@ -105,7 +137,7 @@ describe.each(['memory', 'redis'] as const)('a CI run with the %s store', (store
 
     for (const token of credentials) expect(await introspectActive(b, token)).toBe(true);
     const tasks = await b.admin('GET', `/v1/admin/tasks/${encodeURIComponent(task)}`);
-    expect(tasks.body).toMatchObject({ id: task, status: 'active', origin: 'attestor', credentials: 2 });
+    expect(tasks.body).toMatchObject({ id: task, status: 'active', origin: 'attestor', credentials: 3 });
 
     // A relying party follows the revocation feed.
     const feed = await openSse(`${b.url}/v1/revocations/stream`);
@@ -148,6 +180,9 @@ describe.each(['memory', 'redis'] as const)('a CI run with the %s store', (store
     );
     feed.close();
     expect(await introspectActive(b, otherRun.body.token)).toBe(true);
+    // The run's certificate is revoked too: in the admin view, and on the CRL relying parties check.
+    expect(await certificateStatus()).toBe('revoked');
+    expect((await crlSerials()).has(serial)).toBe(true);
     expect((await b.admin('GET', `/v1/admin/tasks/${encodeURIComponent(task)}`)).body).toMatchObject({
       status: 'completed',
       endReason: 'task_completed',

@@ -1,17 +1,22 @@
 // Request-time policy over HTTP: source network, time, legacy caps, approvals with MFA, and /v1/authorize
 // flipping to deny after a revocation or a policy change.
 import { mkdtempSync, writeFileSync } from 'node:fs';
+import type { Server } from 'node:http';
+import type { AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import express from 'express';
 import { generateSync } from 'otplib';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { createAuthorizer, createVerifier, requireSvid } from '../../src/verify/index.ts';
 import { startTestBroker, type TestBroker } from '../helpers/broker.ts';
 import { FakeClock } from '../helpers/clock.ts';
 import { issueSvid } from '../helpers/workload.ts';
 
 const TD = 'example.org';
 const LEGACY_KEY = 'legacy-shared-secret-0123456789';
-const sha256hex = async (v: string) => (await import('node:crypto')).createHash('sha256').update(v).digest('hex');
+const sha256hex = async (v: string) =>
+  (await import('node:crypto')).createHash('sha256').update(v).digest('hex');
 
 const POLICIES = `
 @id("office-hours-from-loopback")
@@ -30,7 +35,8 @@ permit (principal is Writ::Workload, action == Writ::Action::"issue_jwt", resour
 @id("readers")
 permit (principal is Writ::Workload, action == Writ::Action::"read", resource == Writ::Resource::"reports");
 `;
-const ACTIONS = 'action read, write appliesTo { principal: Workload, resource: Resource, context: RequestContext };\n';
+const ACTIONS =
+  'action read, write appliesTo { principal: Workload, resource: Resource, context: RequestContext };\n';
 
 function at(hourUtc: number): number {
   const d = new Date();
@@ -67,7 +73,11 @@ describe('request-time policy', () => {
     await b?.close();
   });
 
-  const jwt = async (audience: string, extra: Record<string, unknown> = {}, headers: Record<string, string> = {}) => {
+  const jwt = async (
+    audience: string,
+    extra: Record<string, unknown> = {},
+    headers: Record<string, string> = {},
+  ) => {
     const jt = (await b.admin('POST', '/v1/admin/join-tokens', { spiffeId: `spiffe://${TD}/ci` })).body.token;
     return b.request('POST', '/v1/svid/jwt', {
       body: { attestor: 'join_token', evidence: { token: jt }, audience: [audience], ...extra },
@@ -94,7 +104,12 @@ describe('request-time policy', () => {
 
   it('caps a legacy static_key workload by policy', async () => {
     const res = await b.request('POST', '/v1/svid/jwt', {
-      body: { attestor: 'static_key', evidence: { key: LEGACY_KEY }, audience: ['https://legacy.example'], ttl: 3600 },
+      body: {
+        attestor: 'static_key',
+        evidence: { key: LEGACY_KEY },
+        audience: ['https://legacy.example'],
+        ttl: 3600,
+      },
     });
     expect(res.status).toBe(200);
     const claims = JSON.parse(Buffer.from(res.body.token.split('.')[1], 'base64url').toString());
@@ -139,10 +154,52 @@ describe('request-time policy', () => {
     expect(misuse.status).toBe(200); // no approval needed there; the approval is simply not used
   });
 
+  it('lets a relying party ask policy per request through the SDK, with a short decision cache', async () => {
+    const svid = await issueSvid(b, `spiffe://${TD}/reader2`, { audience: ['https://api.example'] });
+    const verifier = createVerifier({ issuer: b.url, audience: 'https://api.example', now: clock.clock });
+    await verifier.start();
+    const authorizer = createAuthorizer({ issuer: b.url, cacheTtlMs: 50 });
+    const app = express();
+    app.get(
+      '/reports',
+      requireSvid(verifier, { authorize: { authorizer, action: 'read', resource: 'reports' } }),
+      (_q, r) => {
+        r.json({ ok: true });
+      },
+    );
+    app.post(
+      '/reports',
+      requireSvid(verifier, { authorize: { authorizer, action: 'write', resource: 'reports' } }),
+      (_q, r) => {
+        r.json({ ok: true });
+      },
+    );
+    const server = await new Promise<Server>((resolve) => {
+      const srv = app.listen(0, '127.0.0.1', () => resolve(srv));
+    });
+    try {
+      const url = `http://127.0.0.1:${(server.address() as AddressInfo).port}/reports`;
+      const headers = { authorization: `Bearer ${svid.token}` };
+      expect((await fetch(url, { headers })).status).toBe(200);
+      const denied = await fetch(url, { method: 'POST', headers });
+      expect(denied.status).toBe(403);
+      expect(await denied.json()).toMatchObject({ error: 'insufficient_scope' });
+      // Revoked: the broker's decision flips (after the short cache).
+      expect((await b.admin('POST', `/v1/admin/credentials/${svid.id}/revoke`)).status).toBe(200);
+      await new Promise((r) => setTimeout(r, 60));
+      expect([401, 403]).toContain((await fetch(url, { headers })).status);
+    } finally {
+      verifier.close();
+      await new Promise((r) => server.close(r));
+    }
+  });
+
   it('decides at use time, and flips to deny after a revocation and after a policy change', async () => {
     const svid = await issueSvid(b, `spiffe://${TD}/reader`, { audience: ['https://api.example'] });
     const ask = () =>
-      b.request('POST', '/v1/authorize', { body: { token: svid.token, action: 'read', resource: 'reports' } });
+      b.request('POST', '/v1/authorize', {
+        body: { token: svid.token, action: 'read', resource: 'reports' },
+      });
     expect((await ask()).body).toMatchObject({ decision: 'allow', reasons: ['readers'] });
     const write = await b.request('POST', '/v1/authorize', {
       body: { token: svid.token, action: 'write', resource: 'reports' },

@@ -43,7 +43,8 @@ export async function startTestBroker(
     // Tests hammer the broker from one loopback address: rate limits apply only where a test configures them.
     rateLimit: opts.config?.rateLimit ?? { enabled: false },
     adminToken,
-    server: { host: '127.0.0.1', port: 0, ...opts.config?.server },
+    // Production mode serves HTTPS by default; these tests speak plain HTTP (test/e2e/https.e2e.test.ts does not).
+    server: { host: '127.0.0.1', port: 0, insecureHttp: true, ...opts.config?.server },
     redis:
       storeKind === 'redis'
         ? { url: await testRedisUrl(), prefix: uniquePrefix('broker'), ...opts.config?.redis }

@@ -35,13 +35,15 @@ const entryIdParam: RequestHandler = function entryIdParam(req, res, next) {
 
 function createEntry(deps: Deps): RequestHandler {
   return async function createEntryStep(_req, res) {
-    const entry = await deps.store.createEntry(res.locals.body as RegistrationEntryInput);
+    const input = res.locals.body as RegistrationEntryInput;
+    // Audited before it takes effect: a change the trail cannot record does not happen.
     await deps.audit.append({
       type: 'admin.entry.created',
       actor: actorOf(res),
-      subject: `entry:${entry.id}`,
-      details: { spiffeId: entry.spiffeId, selectors: entry.selectors },
+      subject: input.spiffeId,
+      details: { spiffeId: input.spiffeId, selectors: input.selectors },
     });
+    const entry = await deps.store.createEntry(input);
     deps.logger.info({ reqId: res.locals.reqId, entry: entry.id, spiffeId: entry.spiffeId }, 'entry created');
     res.status(201).location(`/v1/admin/entries/${entry.id}`).json(entry);
   };
@@ -65,17 +67,15 @@ function getEntry(deps: Deps): RequestHandler {
 
 function updateEntry(deps: Deps): RequestHandler {
   return async function updateEntryStep(_req, res) {
-    const entry = await deps.store.updateEntry(
-      res.locals.entryId as string,
-      res.locals.body as RegistrationEntryInput,
-    );
-    if (!entry) throw new WritError('ERR_NOT_FOUND', 'no such entry');
+    const input = res.locals.body as RegistrationEntryInput;
     await deps.audit.append({
       type: 'admin.entry.updated',
       actor: actorOf(res),
-      subject: `entry:${entry.id}`,
-      details: { spiffeId: entry.spiffeId, selectors: entry.selectors },
+      subject: `entry:${res.locals.entryId}`,
+      details: { spiffeId: input.spiffeId, selectors: input.selectors },
     });
+    const entry = await deps.store.updateEntry(res.locals.entryId as string, input);
+    if (!entry) throw new WritError('ERR_NOT_FOUND', 'no such entry');
     deps.logger.info({ reqId: res.locals.reqId, entry: entry.id }, 'entry updated');
     res.json(entry);
   };
@@ -83,14 +83,12 @@ function updateEntry(deps: Deps): RequestHandler {
 
 function deleteEntry(deps: Deps): RequestHandler {
   return async function deleteEntryStep(_req, res) {
+    await deps.audit.append({
+      type: 'admin.entry.deleted',
+      actor: actorOf(res),
+      subject: `entry:${res.locals.entryId}`,
+    });
     const deleted = await deps.store.deleteEntry(res.locals.entryId as string);
-    if (deleted) {
-      await deps.audit.append({
-        type: 'admin.entry.deleted',
-        actor: actorOf(res),
-        subject: `entry:${res.locals.entryId}`,
-      });
-    }
     if (!deleted) throw new WritError('ERR_NOT_FOUND', 'no such entry');
     deps.logger.info({ reqId: res.locals.reqId, entry: res.locals.entryId }, 'entry deleted');
     res.status(204).end();
@@ -299,8 +297,8 @@ const optionalJson: RequestHandler = function optionalJson(req, _res, next) {
 export function adminRoutes(deps: Deps): Router {
   const router = Router();
   const td = deps.config.trustDomain;
-  // Reading needs the admin token; changing who may get credentials, or ending tasks, also needs a fresh
-  // TOTP code (X-Writ-OTP). Revoking one credential is a safe-direction action and needs the token only.
+  // Reading needs the admin token; every change also needs a fresh TOTP code (X-Writ-OTP) — revoking one
+  // credential too: one by one, a stolen token alone could otherwise revoke everything.
   const otp = adminOtp(deps);
   router.use('/v1/admin', adminAuth(deps));
   router.post('/v1/admin/entries', otp, requireJson, parseBody(entrySchema(td)), createEntry(deps));
@@ -327,6 +325,7 @@ export function adminRoutes(deps: Deps): Router {
   router.post(
     '/v1/admin/credentials/:id/revoke',
     idParam('credential'),
+    otp,
     optionalJson,
     parseBody(revokeBodySchema),
     revokeCredential(deps),
@@ -445,15 +444,19 @@ function getApproval(deps: Deps): RequestHandler {
 
 function decideApproval(deps: Deps, approve: boolean): RequestHandler {
   return async function decideApprovalStep(req, res) {
-    const record = await deps.approvals.decide(String(req.params.id), approve, getAdmin(res).name);
+    const id = String(req.params.id);
+    const pending = await deps.approvals.get(id);
+    if (!pending) throw new WritError('ERR_NOT_FOUND', 'no such approval (or it expired)');
+    // Audited before it takes effect: an approval the trail cannot record is not given.
     await deps.audit.append({
       type: approve ? 'approval.approved' : 'approval.denied',
       actor: actorOf(res),
-      subject: `approval:${record.id}`,
+      subject: `approval:${id}`,
       decision: approve ? 'allow' : 'deny',
-      policies: record.policies,
-      details: { spiffeId: record.spiffeId, audience: record.audience, type: record.credentialType },
+      policies: pending.policies,
+      details: { spiffeId: pending.spiffeId, type: pending.credentialType },
     });
+    const record = await deps.approvals.decide(id, approve, getAdmin(res).name);
     res.json(record);
   };
 }

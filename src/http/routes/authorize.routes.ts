@@ -13,6 +13,11 @@ export const authorizeRequestSchema = z.strictObject({
   token: z.string().min(1).max(8192),
   action: z.string().regex(/^[A-Za-z_][A-Za-z0-9_]{0,63}$/, 'an action name'),
   resource: z.string().min(1).max(512),
+  /**
+   * The address of the client presenting the token to the relying party. Policy's `source_ip` at use time
+   * is this when given (the relying party vouches for it), else the address of the caller of this endpoint.
+   */
+  sourceIp: z.union([z.ipv4(), z.ipv6()]).optional(),
   context: z
     .record(z.string().regex(/^[A-Za-z0-9_.:-]{1,64}$/), factValue)
     .refine((c) => Object.keys(c).length <= 64, 'at most 64 context facts')
@@ -35,6 +40,14 @@ function authorize(deps: Deps): RequestHandler {
       res.json({ decision: 'deny', reasons: ['credential_inactive'] });
       return;
     }
+    // Selectors and posture are facts of attestation time, not kept with the credential: a policy for this
+    // action that reads them cannot be decided here, so the answer fails closed (a forbid on selectors must
+    // never be skipped). Write use-time policies on spiffe_id, attestor, task and context.
+    const blind = policiesNeedingAttestationFacts(deps, body.action);
+    if (blind.length > 0) {
+      res.json({ decision: 'deny', reasons: ['attestation_facts_unavailable', ...blind] });
+      return;
+    }
     const { credential } = live.view;
     const now = seconds(deps.clock);
     const decision = deps.policy.decide({
@@ -51,7 +64,7 @@ function authorize(deps: Deps): RequestHandler {
       action: body.action,
       resource: { type: 'Resource', id: body.resource },
       context: {
-        sourceIp: req.ip ?? '',
+        sourceIp: body.sourceIp ?? req.ip ?? '',
         now,
         ttl: Math.max(0, credential.expiresAt - now),
         credentialType: credential.type,
@@ -63,6 +76,26 @@ function authorize(deps: Deps): RequestHandler {
       deps.logger.warn({ errors: decision.errors }, 'policy evaluation errors (denied)');
     res.json({ decision: decision.decision, reasons: decision.reasons, policyVersion: deps.policy.version });
   };
+}
+
+const READS_ATTESTATION_FACTS = /(\.\s*|\bhas\s+)(selectors|posture)\b/;
+const blindCache = new WeakMap<object, Map<string, string[]>>();
+
+function policiesNeedingAttestationFacts(deps: Deps, action: string): string[] {
+  const set = deps.policy.policySet;
+  let byAction = blindCache.get(set);
+  if (!byAction) {
+    byAction = new Map();
+    blindCache.set(set, byAction);
+  }
+  let ids = byAction.get(action);
+  if (!ids) {
+    ids = (set.byAction.get(action) ?? []).filter((id) =>
+      READS_ATTESTATION_FACTS.test(set.staticPolicies[id] ?? ''),
+    );
+    byAction.set(action, ids);
+  }
+  return ids;
 }
 
 export function authorizeRoutes(deps: Deps): Router {

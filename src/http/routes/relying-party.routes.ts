@@ -28,7 +28,11 @@ function openidConfiguration(deps: Deps): RequestHandler {
 
 function bundle(deps: Deps): RequestHandler {
   return function bundleStep(_req, res) {
-    res.set('Cache-Control', 'public, max-age=60').json(deps.keys.bundle());
+    const jwt = deps.keys.bundle();
+    // The SPIFFE bundle: the X.509 authorities (use x509-svid, x5c) beside the JWT-SVID keys.
+    res
+      .set('Cache-Control', 'public, max-age=60')
+      .json({ ...jwt, keys: [...deps.ca.bundleKeys(), ...jwt.keys] });
   };
 }
 

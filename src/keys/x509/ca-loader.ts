@@ -1,4 +1,5 @@
 // The broker's X.509 CA: loaded from PEM files, generated (dev), or generated once and shared through the store.
+import { X509Certificate } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import type { Logger } from 'pino';
 import type { Mode } from '../../config/loader.ts';
@@ -59,7 +60,8 @@ export async function loadCertificateAuthority(deps: LoadCaDeps): Promise<Certif
     try {
       ca = CertificateAuthority.fromPem(stored, common);
     } catch (e) {
-      throw new CaError('ERR_CA_INVALID', `the ca stored in the store (${STORED_CA_NAME}) cannot be used`, {
+      const why = e instanceof Error ? e.message : String(e);
+      throw new CaError('ERR_CA_INVALID', `the ca stored as ${STORED_CA_NAME} cannot be used: ${why}`, {
         cause: e,
       });
     }
@@ -69,6 +71,8 @@ export async function loadCertificateAuthority(deps: LoadCaDeps): Promise<Certif
     {
       source,
       keyId: ca.keyId,
+      // What an operator compares when handing the bundle to clients out of band.
+      rootSha256: new X509Certificate(ca.rootsPem[0] ?? ca.certificatePem).fingerprint256,
       keyType: ca.keyType,
       notAfter: new Date(ca.notAfter * 1000).toISOString(),
       intermediates: ca.chainPem.length,

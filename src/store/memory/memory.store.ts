@@ -572,6 +572,20 @@ export class MemoryStore implements CredentialStore {
     return entry?.value ?? null;
   }
 
+  async swapEphemeral(
+    scope: string,
+    key: string,
+    expected: string,
+    value: string,
+    expiresAt: number,
+  ): Promise<boolean> {
+    this.#open();
+    const k = this.#ephemeralKey('eph', scope, key);
+    if (this.#liveEphemeral(k)?.value !== expected) return false;
+    this.#ephemeral.set(k, { value, expiresAt });
+    return true;
+  }
+
   async getEphemeral(scope: string, key: string): Promise<string | null> {
     this.#open();
     return this.#liveEphemeral(this.#ephemeralKey('eph', scope, key))?.value ?? null;

@@ -347,6 +347,16 @@ if held and held > tonumber(ARGV[1]) then return 0 end
 redis.call('SET', KEYS[1], ARGV[2], 'EXAT', ARGV[3])
 return 1`;
 
+// KEYS[1] ephemeral value; ARGV expected value, new JSON record, now, real-time key expiry. Replaces the record
+// only while it is live and holds the expected value.
+const SWAP_EPHEMERAL = `
+local raw = redis.call('GET', KEYS[1])
+if not raw then return 0 end
+local ok, rec = pcall(cjson.decode, raw)
+if not ok or rec.v ~= ARGV[1] or tonumber(rec.e) <= tonumber(ARGV[3]) then return 0 end
+redis.call('SET', KEYS[1], ARGV[2], 'EXAT', ARGV[4])
+return 1`;
+
 export class RedisStore implements CredentialStore {
   readonly kind = 'redis' as const;
   readonly #redis: Redis;
@@ -902,6 +912,29 @@ export class RedisStore implements CredentialStore {
   async getEphemeral(scope: string, key: string): Promise<string | null> {
     const k = this.#ephemeralKey('eph', scope, key);
     return this.#readEphemeral(await this.#call(() => this.#redis.get(k)));
+  }
+
+  async swapEphemeral(
+    scope: string,
+    key: string,
+    expected: string,
+    value: string,
+    expiresAt: number,
+  ): Promise<boolean> {
+    const k = this.#ephemeralKey('eph', scope, key);
+    const json = JSON.stringify({ v: value, e: expiresAt });
+    const reply = await this.#call(() =>
+      this.#redis.eval(
+        SWAP_EPHEMERAL,
+        1,
+        k,
+        expected,
+        json,
+        seconds(this.#clock),
+        Math.max(expiresAt, realSeconds() + 1),
+      ),
+    );
+    return reply === 1;
   }
 
   #readEphemeral(json: string | null): string | null {

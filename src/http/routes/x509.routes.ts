@@ -1,0 +1,97 @@
+// X.509 endpoints: X.509-SVIDs for workloads; the trust anchors as PEM and the CRL for relying parties.
+import { type RequestHandler, Router } from 'express';
+import { z } from 'zod';
+import type { Deps } from '../../deps.ts';
+import { isWritError } from '../../errors.ts';
+import { issueX509Svid, type X509SvidRequest } from '../../issuance/x509-svid.ts';
+import { callerTaskIdSchema } from '../../lifecycle/task-id.ts';
+import { invalidRequest, parseBody, requireJson } from '../middleware.ts';
+import { attestationRateLimit, noteAttestationFailure } from '../rate-limit.ts';
+import { memberIdSchema } from '../schemas.ts';
+import { noteLegacyIssuance } from './workload.routes.ts';
+
+export function x509SvidRequestSchema(trustDomain: string) {
+  return z.strictObject({
+    attestor: z.string().min(1).max(64),
+    evidence: z.custom<unknown>((v) => v !== undefined, { message: 'evidence is required' }),
+    // Size and shape are judged by the CSR parser (ERR_CSR_INVALID); the body limit bounds it first.
+    csr: z.string().min(1),
+    ttl: z.number().int().min(1).optional(),
+    task: callerTaskIdSchema.optional(),
+    spiffeId: memberIdSchema(trustDomain).optional(),
+    // As for JWT-SVIDs: the id of an approval an admin gave, when a policy required one (202 before).
+    approval: z
+      .string()
+      .regex(/^apr_[A-Za-z0-9_-]{22}$/, 'an approval id')
+      .optional(),
+  });
+}
+
+const crlQuerySchema = z.strictObject({ format: z.enum(['der', 'pem']).optional() });
+
+function issueX509(deps: Deps): RequestHandler {
+  return async function issueX509Step(req, res) {
+    const stop = deps.metrics.issuanceDuration.startTimer({ type: 'x509' });
+    const body = res.locals.body as X509SvidRequest;
+    try {
+      const issued = await issueX509Svid(deps, body, req.ip);
+      deps.metrics.issued.inc({ type: 'x509', attestor: body.attestor });
+      deps.logger.info(
+        {
+          reqId: res.locals.reqId,
+          id: issued.id,
+          spiffeId: issued.spiffeId,
+          task: issued.task,
+          attestor: body.attestor,
+        },
+        'x509-svid issued',
+      );
+      noteLegacyIssuance(deps, issued, body.attestor, res.locals.reqId);
+      res.status(200).set('Cache-Control', 'no-store').json(issued);
+    } catch (e) {
+      deps.metrics.issuanceFailures.inc({ type: 'x509', code: isWritError(e) ? e.code : 'server_error' });
+      await noteAttestationFailure(deps, body.attestor, req.ip, e);
+      throw e;
+    } finally {
+      stop();
+    }
+  };
+}
+
+function bundlePem(deps: Deps): RequestHandler {
+  return function bundlePemStep(_req, res) {
+    res
+      .status(200)
+      .set('Cache-Control', 'public, max-age=60')
+      .type('application/x-pem-file')
+      .send(deps.ca.rootsPem.join(''));
+  };
+}
+
+function crl(deps: Deps): RequestHandler {
+  return async function crlStep(req, res) {
+    const query = crlQuerySchema.safeParse(req.query);
+    if (!query.success) throw invalidRequest(query.error);
+    const signed = await deps.crl.current();
+    // Revocations must reach relying parties at once: caches may keep a copy but must revalidate it.
+    res.status(200).set('Cache-Control', 'no-cache');
+    res.set('Last-Modified', new Date(signed.thisUpdate * 1000).toUTCString());
+    res.set('Expires', new Date(signed.nextUpdate * 1000).toUTCString());
+    if (query.data.format === 'pem') res.type('application/x-pem-file').send(signed.pem);
+    else res.type('application/pkix-crl').send(signed.der);
+  };
+}
+
+export function x509Routes(deps: Deps): Router {
+  const router = Router();
+  router.post(
+    '/v1/svid/x509',
+    requireJson,
+    parseBody(x509SvidRequestSchema(deps.config.trustDomain)),
+    attestationRateLimit(deps, (res) => (res.locals.body as X509SvidRequest).attestor),
+    issueX509(deps),
+  );
+  router.get('/v1/bundle.pem', bundlePem(deps));
+  router.get('/v1/crl', crl(deps));
+  return router;
+}

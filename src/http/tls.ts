@@ -1,0 +1,218 @@
+// How the broker serves: HTTPS with configured files (reloaded on change) or with a server certificate of its
+// own CA (renewed before expiry), or plain HTTP (dev mode, or production behind a TLS-terminating proxy).
+import { readFileSync, statSync } from 'node:fs';
+import { createServer as createHttpServer, type Server as HttpServer } from 'node:http';
+import { createServer as createHttpsServer, type Server as HttpsServer } from 'node:https';
+import { isIP } from 'node:net';
+import { createSecureContext, type SecureContextOptions } from 'node:tls';
+import type { Logger } from 'pino';
+import type { Mode } from '../config/loader.ts';
+import type { WritConfig } from '../config/schema.ts';
+import type { CertificateAuthority } from '../keys/x509/ca.ts';
+import { type Clock, seconds } from '../store/types.ts';
+
+export type Transport =
+  | { kind: 'http' }
+  | { kind: 'https-files'; certFile: string; keyFile: string }
+  | { kind: 'https-issued' };
+
+export type BrokerServer = HttpServer | HttpsServer;
+
+/** `server.tls` files win; else production serves HTTPS with its own certificate unless `insecureHttp`. */
+export function chooseTransport(config: WritConfig, mode: Mode): Transport {
+  const { tls, insecureHttp } = config.server;
+  if (tls) return { kind: 'https-files', certFile: tls.certFile, keyFile: tls.keyFile };
+  if (mode === 'production' && !insecureHttp) return { kind: 'https-issued' };
+  return { kind: 'http' };
+}
+
+export function schemeOf(transport: Transport): 'http' | 'https' {
+  return transport.kind === 'http' ? 'http' : 'https';
+}
+
+/**
+ * The server, not yet listening. An HTTPS server starts without a certificate: `startTls` installs one once
+ * the CA is ready (the issuer, and so the CA's CRL URL, depends on the port bound), before any handler.
+ */
+export function createBrokerServer(transport: Transport): BrokerServer {
+  if (transport.kind === 'http') return createHttpServer();
+  // HTTP/1.1 only; TLS 1.2 and up (Node's defaults also refuse anything older).
+  return createHttpsServer({ minVersion: 'TLSv1.2', ALPNProtocols: ['http/1.1'] });
+}
+
+export interface TlsDeps {
+  config: WritConfig;
+  ca: CertificateAuthority;
+  issuer: string;
+  clock: Clock;
+  logger: Logger;
+  /** How often `server.tls` files are checked for changes (default 1 s). */
+  reloadIntervalMs?: number | undefined;
+}
+
+export interface TlsController {
+  /** The certificate (PEM, leaf first) being served. */
+  readonly certificatePem: string;
+  close(): void;
+}
+
+/** Installs the first certificate (or throws: the broker does not start without one) and keeps it fresh. */
+export function startTls(
+  server: BrokerServer,
+  transport: Transport,
+  deps: TlsDeps,
+): TlsController | undefined {
+  if (transport.kind === 'http') return undefined;
+  const https = server as HttpsServer;
+  return transport.kind === 'https-files'
+    ? new FileCertificate(https, transport, deps)
+    : new IssuedCertificate(https, deps);
+}
+
+/** The names of the broker's own certificate: `server.tlsNames` and the issuer URL's host. */
+export function serverNames(
+  config: WritConfig,
+  issuer: string,
+): { dnsNames: string[]; ipAddresses: string[] } {
+  const names = new Set(config.server.tlsNames.map((n) => n.toLowerCase()));
+  const host = new URL(issuer).hostname.replace(/^\[|\]$/g, '').toLowerCase();
+  if (host) names.add(host);
+  const all = [...names];
+  return { dnsNames: all.filter((n) => isIP(n) === 0), ipAddresses: all.filter((n) => isIP(n) !== 0) };
+}
+
+class IssuedCertificate implements TlsController {
+  readonly #server: HttpsServer;
+  readonly #deps: TlsDeps;
+  #timer: NodeJS.Timeout | undefined;
+  #pem = '';
+  #closed = false;
+
+  constructor(server: HttpsServer, deps: TlsDeps) {
+    this.#server = server;
+    this.#deps = deps;
+    this.#renew();
+  }
+
+  get certificatePem(): string {
+    return this.#pem;
+  }
+
+  /** Issues a fresh certificate and schedules the next one for when a third of its lifetime remains. */
+  #renew(): void {
+    const { ca, config, clock, logger, issuer } = this.#deps;
+    const now = seconds(clock);
+    const cert = ca.issueServerCertificate({
+      ...serverNames(config, issuer),
+      notAfter: now + config.server.tlsCertTtl,
+      now,
+      backdate: config.credentials.backdate,
+    });
+    if (!cert.privateKeyPem) throw new Error('the ca returned no server key');
+    const chain = [cert.pem, ...ca.chainPem].join('');
+    this.#server.setSecureContext({ key: cert.privateKeyPem, cert: chain, minVersion: 'TLSv1.2' });
+    this.#pem = chain;
+    logger.info(
+      { serial: cert.serialHex, notAfter: new Date(cert.notAfter * 1000).toISOString() },
+      'https: server certificate issued',
+    );
+    const life = cert.notAfter - now;
+    this.#schedule(Math.max(1, Math.floor((life * 2) / 3)) * 1000);
+  }
+
+  #schedule(ms: number): void {
+    if (this.#closed) return;
+    // setTimeout holds at most 2^31-1 ms (24.8 days): longer waits are taken in steps.
+    this.#timer = setTimeout(
+      () => {
+        try {
+          this.#renew();
+        } catch (err) {
+          this.#deps.logger.error({ err }, 'https: renewing the server certificate failed; retrying in 60 s');
+          this.#schedule(60_000);
+        }
+      },
+      Math.min(ms, 2 ** 31 - 1),
+    );
+    this.#timer.unref();
+  }
+
+  close(): void {
+    this.#closed = true;
+    if (this.#timer) clearTimeout(this.#timer);
+  }
+}
+
+class FileCertificate implements TlsController {
+  readonly #server: HttpsServer;
+  readonly #files: { certFile: string; keyFile: string };
+  readonly #logger: Logger;
+  readonly #timer: NodeJS.Timeout;
+  /** The files' stat signature last tried, so that a bad pair is reported once, and retried when it changes. */
+  #tried: string;
+  #pem = '';
+
+  constructor(server: HttpsServer, files: { certFile: string; keyFile: string }, deps: TlsDeps) {
+    this.#server = server;
+    this.#files = files;
+    this.#logger = deps.logger;
+    this.#tried = this.#signature();
+    // At start a bad pair is fatal: the broker must not listen without a certificate.
+    this.#load();
+    this.#timer = setInterval(() => this.#check(), deps.reloadIntervalMs ?? 1_000);
+    this.#timer.unref();
+  }
+
+  get certificatePem(): string {
+    return this.#pem;
+  }
+
+  #signature(): string {
+    return [this.#files.certFile, this.#files.keyFile]
+      .map((file) => {
+        try {
+          const s = statSync(file);
+          return `${s.ino}:${s.size}:${s.mtimeMs}`;
+        } catch {
+          return 'missing';
+        }
+      })
+      .join('|');
+  }
+
+  #load(): void {
+    let options: SecureContextOptions;
+    try {
+      options = {
+        cert: readFileSync(this.#files.certFile, 'utf8'),
+        key: readFileSync(this.#files.keyFile, 'utf8'),
+        minVersion: 'TLSv1.2',
+      };
+    } catch (e) {
+      throw new Error(`cannot read server.tls files: ${(e as Error).message}`);
+    }
+    // Checked before it is installed: a mismatched or broken pair never replaces a working one.
+    createSecureContext(options);
+    this.#server.setSecureContext(options);
+    this.#pem = String(options.cert);
+  }
+
+  #check(): void {
+    const signature = this.#signature();
+    if (signature === this.#tried) return;
+    this.#tried = signature;
+    try {
+      this.#load();
+      this.#logger.info({ certFile: this.#files.certFile }, 'https: server certificate reloaded');
+    } catch (err) {
+      this.#logger.error(
+        { err, certFile: this.#files.certFile },
+        'https: cannot reload server.tls files; still serving the previous certificate',
+      );
+    }
+  }
+
+  close(): void {
+    clearInterval(this.#timer);
+  }
+}
