@@ -34,7 +34,9 @@ const CRL_REASONS: Readonly<Record<string, CrlReason>> = {
 };
 
 export function crlReasonOf(reason: string): CrlReason {
-  return (REASON_PATTERN.test(reason) ? CRL_REASONS[reason] : undefined) ?? 'unspecified';
+  return REASON_PATTERN.test(reason) && Object.hasOwn(CRL_REASONS, reason)
+    ? (CRL_REASONS[reason] ?? 'unspecified')
+    : 'unspecified';
 }
 
 export interface SignedCrl {
