@@ -12,8 +12,8 @@
 
 import type { Redis } from 'ioredis';
 import { z } from 'zod';
-import { callRedis, defineScripts, malformed } from '../audit/redis-call.ts';
 import { WritError } from '../errors.ts';
+import { callRedis, defineScripts, malformed } from '../store/redis/redis-call.ts';
 import { type Clock, systemClock } from '../store/types.ts';
 import {
   type AdminAccount,

@@ -207,10 +207,14 @@ export class JwtEvidenceVerifier {
     if (iat > now + o.clockSkew) throw new AttestationError('the token is issued in the future');
     if (exp - iat > o.maxTokenLifetime) throw new AttestationError('the token lives longer than allowed');
     const jti = payload.jti;
+    // Without a jti the token is recognised by its signing input (header.payload): it is covered by the
+    // signature, so unlike the signature's own encoding (whitespace, unused base64url bits) it cannot be
+    // re-spelled into a "new" token that still verifies.
+    const signingInput = token.slice(0, token.lastIndexOf('.'));
     const replayKey = createHash('sha256')
       .update(o.issuer)
       .update('\n')
-      .update(typeof jti === 'string' && jti !== '' ? `jti:${jti}` : `token:${token}`)
+      .update(typeof jti === 'string' && jti !== '' ? `jti:${jti}` : `input:${signingInput}`)
       .digest('base64url');
     return { claims: payload as VerifiedClaims, replayKey };
   }

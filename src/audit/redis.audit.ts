@@ -20,6 +20,7 @@
 import type { Redis } from 'ioredis';
 import { z } from 'zod';
 import { WritError } from '../errors.ts';
+import { callRedis, defineScripts, malformed } from '../store/redis/redis-call.ts';
 import { type Clock, systemClock } from '../store/types.ts';
 import {
   type AuditEvent,
@@ -40,7 +41,6 @@ import {
   toPage,
   verifyChain,
 } from './audit-log.ts';
-import { callRedis, defineScripts, malformed } from './redis-call.ts';
 
 export interface RedisAuditLogOptions {
   /** Owned by the caller: never closed here. */

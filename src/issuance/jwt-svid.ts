@@ -171,30 +171,38 @@ export const AUDITED_DENIALS: ReadonlySet<string> = new Set([
 ]);
 
 /** Issues a JWT-SVID; every issuance and every denial lands in the audit trail. */
-export async function issueJwtSvid(
+export function issueJwtSvid(deps: Deps, req: JwtSvidRequest, sourceIp?: string): Promise<IssuedJwtSvid> {
+  return audited(deps, 'jwt', req, sourceIp, () => mintJwtSvid(deps, req, sourceIp), {
+    audience: req.audience,
+  });
+}
+
+/**
+ * Runs a mint and audits its outcome: the issuance (fail closed: a credential that cannot be audited is not
+ * handed out — it is tracked, and expires unused) or the denial.
+ */
+export async function audited<T extends { spiffeId: string; id: string; task: string; expiresAt: number }>(
   deps: Deps,
-  req: JwtSvidRequest,
-  sourceIp?: string,
-): Promise<IssuedJwtSvid> {
+  type: 'jwt' | 'x509',
+  req: { attestor: string; audience?: readonly string[] | undefined },
+  sourceIp: string | undefined,
+  mint: () => Promise<T>,
+  details: Record<string, string | number | boolean | null | string[]> = {},
+): Promise<T> {
   try {
-    const issued = await mintJwtSvid(deps, req, sourceIp);
-    // Fail closed: a credential that cannot be audited is not handed out (it is tracked, and expires unused).
+    const issued = await mint();
     await deps.audit.append({
       type: 'svid.issued',
       actor: `workload:${issued.spiffeId}`,
       subject: `credential:${issued.id}`,
       decision: 'allow',
-      details: {
-        type: 'jwt',
-        task: issued.task,
-        attestor: req.attestor,
-        audience: req.audience,
-        expiresAt: issued.expiresAt,
-      },
+      details: { type, task: issued.task, attestor: req.attestor, expiresAt: issued.expiresAt, ...details },
     });
     return issued;
   } catch (e) {
-    if (isWritError(e) && AUDITED_DENIALS.has(e.code)) await auditDenial(deps, req, sourceIp, e);
+    if (isWritError(e) && AUDITED_DENIALS.has(e.code)) {
+      await auditDenial(deps, { attestor: req.attestor, audience: req.audience ?? [] }, sourceIp, e, type);
+    }
     throw e;
   }
 }

@@ -10,7 +10,7 @@ import {
   parseCsr,
 } from '../keys/x509/index.ts';
 import { type CredentialRecord, seconds } from '../store/types.ts';
-import { AUDITED_DENIALS, planSvid, scheduleDeadline } from './jwt-svid.ts';
+import { audited, planSvid, scheduleDeadline } from './jwt-svid.ts';
 
 export interface X509SvidRequest {
   attestor: string;
@@ -58,37 +58,9 @@ export async function issueX509Svid(
   sourceIp?: string,
 ): Promise<IssuedX509Svid> {
   const csr = checkCsr(req.csr);
-  try {
-    const issued = await mintX509Svid(deps, req, csr, sourceIp);
-    // Fail closed: a credential that cannot be audited is not handed out (it is tracked, and expires unused).
-    await deps.audit.append({
-      type: 'svid.issued',
-      actor: `workload:${issued.spiffeId}`,
-      subject: `credential:${issued.id}`,
-      decision: 'allow',
-      details: {
-        type: 'x509',
-        task: issued.task,
-        attestor: req.attestor,
-        expiresAt: issued.expiresAt,
-        keyType: csr.keyType,
-      },
-    });
-    return issued;
-  } catch (e) {
-    if (isWritError(e) && AUDITED_DENIALS.has(e.code)) {
-      await deps.audit
-        .append({
-          type: 'svid.denied',
-          actor: `attestor:${deps.attestors.has(req.attestor) ? req.attestor : 'unknown'}`,
-          decision: 'deny',
-          ...(Array.isArray(e.extra?.policies) ? { policies: e.extra.policies as string[] } : {}),
-          details: { type: 'x509', code: e.code, source_ip: sourceIp ?? null },
-        })
-        .catch((err: unknown) => deps.logger.warn({ err }, 'could not audit a denial'));
-    }
-    throw e;
-  }
+  return audited(deps, 'x509', req, sourceIp, () => mintX509Svid(deps, req, csr, sourceIp), {
+    keyType: csr.keyType,
+  });
 }
 
 async function mintX509Svid(

@@ -135,3 +135,22 @@ export async function answersPing(port: number, host = '127.0.0.1'): Promise<boo
     });
   });
 }
+
+/**
+ * Starts a server again on a given port (and dir), retrying while the port is still held by the one that
+ * was just killed (its exit is asynchronous).
+ */
+export async function restartRedisServer(
+  opts: StartRedisServerOptions & { port: number },
+): Promise<RedisServer> {
+  let lastError: unknown;
+  for (let attempt = 0; attempt < 50; attempt++) {
+    try {
+      return await startRedisServer(opts);
+    } catch (e) {
+      lastError = e;
+      await new Promise((r) => setTimeout(r, 100));
+    }
+  }
+  throw lastError;
+}

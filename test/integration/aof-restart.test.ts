@@ -2,7 +2,7 @@
 import { afterAll, describe, expect, it } from 'vitest';
 import { startTestBroker, type TestBroker } from '../helpers/broker.ts';
 import { uniquePrefix } from '../helpers/redis.ts';
-import { type RedisServer, startRedisServer } from '../helpers/redis-server.ts';
+import { type RedisServer, restartRedisServer, startRedisServer } from '../helpers/redis-server.ts';
 import { waitFor } from '../helpers/wait.ts';
 import { introspectActive, issueSvid, type Svid } from '../helpers/workload.ts';
 
@@ -43,7 +43,7 @@ describe('broker restart over Redis with AOF', () => {
     b = undefined;
     const { port, dir } = redis;
     redis.kill();
-    redis = await startRedisServer({ appendonly: true, port, dir });
+    redis = await restartRedisServer({ appendonly: true, port, dir });
     b = await startTestBroker({ store: 'redis', config });
 
     expect((await b.request('GET', '/.well-known/jwks.json')).body).toEqual(jwksBefore);

@@ -1,7 +1,7 @@
 // Fail closed: with Redis down, nothing is issued and nothing unverifiable is accepted.
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startTestBroker, type TestBroker } from '../helpers/broker.ts';
-import { type RedisServer, startRedisServer } from '../helpers/redis-server.ts';
+import { type RedisServer, restartRedisServer, startRedisServer } from '../helpers/redis-server.ts';
 
 describe('broker with Redis down', () => {
   let redis: RedisServer;
@@ -63,7 +63,7 @@ describe('broker with Redis down', () => {
     expect((await b.request('GET', '/healthz')).status).toBe(200);
 
     // Redis comes back on the same port: the broker reconnects and issues again.
-    redis = await startRedisServer({ port: redis.port });
+    redis = await restartRedisServer({ port: redis.port });
     const deadline = Date.now() + 10_000;
     while ((await b.request('GET', '/readyz')).status !== 200) {
       if (Date.now() > deadline) throw new Error('the broker did not reconnect to Redis');

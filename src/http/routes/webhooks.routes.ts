@@ -65,12 +65,19 @@ function githubDelivery(deps: Deps): RequestHandler {
       return;
     }
     const deliveryKey = createHash('sha256').update(delivery).digest('base64url');
-    const first = await deps.store.markOnce(
-      'github_delivery',
-      deliveryKey,
-      seconds(deps.clock) + DELIVERY_MEMORY,
-    );
-    if (first) await endRunTask(deps, outcome.task);
+    const seen = (await deps.store.getEphemeral('github_delivery', deliveryKey)) !== null;
+    // Marked only once the task end succeeded: a delivery that failed (5xx) must work when GitHub
+    // redelivers it. Ending a task is idempotent, so two concurrent deliveries are harmless.
+    if (!seen) {
+      await endRunTask(deps, outcome.task);
+      await deps.store.putEphemeral(
+        'github_delivery',
+        deliveryKey,
+        '1',
+        seconds(deps.clock) + DELIVERY_MEMORY,
+      );
+    }
+    const first = !seen;
     deps.logger.info(
       { reqId: res.locals.reqId, delivery, event, task: outcome.task, duplicate: !first },
       'github webhook: run completed',

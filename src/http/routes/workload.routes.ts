@@ -33,13 +33,24 @@ export function noteLegacyIssuance(
   );
 }
 
-function issueJwt(deps: Deps): RequestHandler {
-  return async function issueJwtStep(req, res) {
-    const stop = deps.metrics.issuanceDuration.startTimer({ type: 'jwt' });
-    const body = res.locals.body as JwtSvidRequest;
+/**
+ * The route step of an issuance: metrics, the issuance log line, the legacy note, and counting attestation
+ * failures for rate limits. Shared by the JWT-SVID and X.509-SVID routes.
+ */
+export function issuanceStep<B extends { attestor: string }>(
+  deps: Deps,
+  type: 'jwt' | 'x509',
+  issue: (
+    body: B,
+    ip: string | undefined,
+  ) => Promise<{ id: string; spiffeId: string; task: string; expiresAt: number }>,
+): RequestHandler {
+  return async function issuanceStepHandler(req, res) {
+    const stop = deps.metrics.issuanceDuration.startTimer({ type });
+    const body = res.locals.body as B;
     try {
-      const issued = await issueJwtSvid(deps, body, req.ip);
-      deps.metrics.issued.inc({ type: 'jwt', attestor: body.attestor });
+      const issued = await issue(body, req.ip);
+      deps.metrics.issued.inc({ type, attestor: body.attestor });
       deps.logger.info(
         {
           reqId: res.locals.reqId,
@@ -48,12 +59,12 @@ function issueJwt(deps: Deps): RequestHandler {
           task: issued.task,
           attestor: body.attestor,
         },
-        'jwt-svid issued',
+        `${type === 'jwt' ? 'jwt' : 'x509'}-svid issued`,
       );
       noteLegacyIssuance(deps, issued, body.attestor, res.locals.reqId);
       res.status(200).set('Cache-Control', 'no-store').json(issued);
     } catch (e) {
-      deps.metrics.issuanceFailures.inc({ type: 'jwt', code: isWritError(e) ? e.code : 'server_error' });
+      deps.metrics.issuanceFailures.inc({ type, code: isWritError(e) ? e.code : 'server_error' });
       await noteAttestationFailure(deps, body.attestor, req.ip, e);
       throw e;
     } finally {
@@ -69,7 +80,7 @@ export function workloadRoutes(deps: Deps): Router {
     requireJson,
     parseBody(jwtSvidRequestSchema(deps.config.trustDomain)),
     attestationRateLimit(deps, (res) => (res.locals.body as JwtSvidRequest).attestor),
-    issueJwt(deps),
+    issuanceStep<JwtSvidRequest>(deps, 'jwt', (body, ip) => issueJwtSvid(deps, body, ip)),
   );
   return router;
 }

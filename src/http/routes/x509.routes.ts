@@ -2,13 +2,12 @@
 import { type RequestHandler, Router } from 'express';
 import { z } from 'zod';
 import type { Deps } from '../../deps.ts';
-import { isWritError } from '../../errors.ts';
 import { issueX509Svid, type X509SvidRequest } from '../../issuance/x509-svid.ts';
 import { callerTaskIdSchema } from '../../lifecycle/task-id.ts';
 import { invalidRequest, parseBody, requireJson } from '../middleware.ts';
-import { attestationRateLimit, noteAttestationFailure } from '../rate-limit.ts';
+import { attestationRateLimit } from '../rate-limit.ts';
 import { memberIdSchema } from '../schemas.ts';
-import { noteLegacyIssuance } from './workload.routes.ts';
+import { issuanceStep } from './workload.routes.ts';
 
 export function x509SvidRequestSchema(trustDomain: string) {
   return z.strictObject({
@@ -28,35 +27,6 @@ export function x509SvidRequestSchema(trustDomain: string) {
 }
 
 const crlQuerySchema = z.strictObject({ format: z.enum(['der', 'pem']).optional() });
-
-function issueX509(deps: Deps): RequestHandler {
-  return async function issueX509Step(req, res) {
-    const stop = deps.metrics.issuanceDuration.startTimer({ type: 'x509' });
-    const body = res.locals.body as X509SvidRequest;
-    try {
-      const issued = await issueX509Svid(deps, body, req.ip);
-      deps.metrics.issued.inc({ type: 'x509', attestor: body.attestor });
-      deps.logger.info(
-        {
-          reqId: res.locals.reqId,
-          id: issued.id,
-          spiffeId: issued.spiffeId,
-          task: issued.task,
-          attestor: body.attestor,
-        },
-        'x509-svid issued',
-      );
-      noteLegacyIssuance(deps, issued, body.attestor, res.locals.reqId);
-      res.status(200).set('Cache-Control', 'no-store').json(issued);
-    } catch (e) {
-      deps.metrics.issuanceFailures.inc({ type: 'x509', code: isWritError(e) ? e.code : 'server_error' });
-      await noteAttestationFailure(deps, body.attestor, req.ip, e);
-      throw e;
-    } finally {
-      stop();
-    }
-  };
-}
 
 function bundlePem(deps: Deps): RequestHandler {
   return function bundlePemStep(_req, res) {
@@ -89,7 +59,7 @@ export function x509Routes(deps: Deps): Router {
     requireJson,
     parseBody(x509SvidRequestSchema(deps.config.trustDomain)),
     attestationRateLimit(deps, (res) => (res.locals.body as X509SvidRequest).attestor),
-    issueX509(deps),
+    issuanceStep<X509SvidRequest>(deps, 'x509', (body, ip) => issueX509Svid(deps, body, ip)),
   );
   router.get('/v1/bundle.pem', bundlePem(deps));
   router.get('/v1/crl', crl(deps));

@@ -98,6 +98,7 @@ import {
   type TaskRecord,
   type TaskStatus,
 } from '../types.ts';
+import { callRedis, malformed } from './redis-call.ts';
 
 /**
  * Client options for a broker connection: a command sent while Redis is down fails at once instead of
@@ -315,28 +316,10 @@ const revokeReply = z.tuple([z.number().int(), z.array(z.string()), z.array(z.st
 const hashReply = z.record(z.string(), z.string());
 const stringList = z.array(z.string());
 
-function malformed(what: string, cause: unknown): WritError {
-  return new WritError('server_error', undefined, {
-    cause: new Error(`stored ${what} is malformed`, { cause }),
-  });
-}
-
 function parseStored<S extends z.ZodType>(schema: S, value: unknown, what: string): z.output<S> {
   const parsed = schema.safeParse(value);
   if (!parsed.success) throw malformed(what, parsed.error);
   return parsed.data;
-}
-
-// Reply errors that mean "Redis cannot serve right now" rather than "this command is wrong".
-const UNAVAILABLE_REPLIES =
-  /^(LOADING|READONLY|OOM|BUSY|MASTERDOWN|MISCONF|NOREPLICAS|CLUSTERDOWN|TRYAGAIN)\b/;
-
-function storeError(cause: unknown): WritError {
-  if (cause instanceof WritError) return cause;
-  if (cause instanceof Error && cause.name === 'ReplyError' && !UNAVAILABLE_REPLIES.test(cause.message)) {
-    return new WritError('server_error', undefined, { cause });
-  }
-  return new WritError('ERR_STORE_UNAVAILABLE', undefined, { cause });
 }
 
 // KEYS[1] mark; ARGV now, expiresAt, real-time key expiry. A mark counts until its own expiresAt by the
@@ -1007,19 +990,7 @@ export class RedisStore implements CredentialStore {
     if (this.#closed) {
       throw new WritError('ERR_STORE_UNAVAILABLE', undefined, { cause: new Error('the store is closed') });
     }
-    const pending = new Promise<T>((resolve) => resolve(op()));
-    let timer: NodeJS.Timeout | undefined;
-    const timeout = new Promise<never>((_, reject) => {
-      timer = setTimeout(() => reject(new Error(`no answer from redis within ${timeoutMs} ms`)), timeoutMs);
-    });
-    try {
-      return await Promise.race([pending, timeout]);
-    } catch (cause) {
-      pending.catch(() => {}); // settles later, if ever; already reported
-      throw storeError(cause);
-    } finally {
-      clearTimeout(timer);
-    }
+    return callRedis(op, timeoutMs);
   }
 }
 

@@ -2,7 +2,7 @@
 // WritError (the same rules as the credential store's).
 import { readFileSync } from 'node:fs';
 import type { Redis } from 'ioredis';
-import { WritError } from '../errors.ts';
+import { WritError } from '../../errors.ts';
 
 // Reply errors that mean "Redis cannot serve right now" rather than "this command is wrong".
 const UNAVAILABLE_REPLIES =
