@@ -1,6 +1,6 @@
 // The X.509-SVID issue pipeline: CSR (proof of possession) -> attest -> plan -> sign -> re-check -> record.
 import type { Deps } from '../deps.ts';
-import { isWritError, WritError } from '../errors.ts';
+import { WritError } from '../errors.ts';
 import {
   CaError,
   type CertificateAuthority,

@@ -111,8 +111,10 @@ describe('attestor attacks', () => {
 
   // Each token distinct (a real issuer's tokens differ in their claims); replay is judged on the signed claims.
   let minted = 0;
-  const corpToken = (claims: Record<string, unknown> = {}) =>
-    corp.mint({ aud: AUD, groups: 'admins', jti: undefined, n: (minted += 1), ...claims });
+  const corpToken = (claims: Record<string, unknown> = {}) => {
+    minted += 1;
+    return corp.mint({ aud: AUD, groups: 'admins', jti: undefined, n: minted, ...claims });
+  };
 
   // ---- replay guard ----
 
