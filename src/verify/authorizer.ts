@@ -3,6 +3,7 @@
 import { createHash } from 'node:crypto';
 import { z } from 'zod';
 import { VerifyError } from './errors.ts';
+import { url } from './verifier.ts';
 
 export interface AuthorizerOptions {
   /** The broker's issuer URL (its base URL). */
@@ -37,7 +38,6 @@ const decisionSchema = z.object({
   reasons: z.array(z.string().max(256)).max(256),
   policyVersion: z.string().max(128).optional(),
 });
-const LOOPBACK = new Set(['localhost', '127.0.0.1', '[::1]']);
 
 export class Authorizer {
   readonly #url: string;
@@ -50,16 +50,8 @@ export class Authorizer {
   #policyVersion: string | undefined;
 
   constructor(o: AuthorizerOptions) {
-    const base = new URL(o.issuer);
-    if (
-      base.protocol !== 'https:' &&
-      !(base.protocol === 'http:' && (o.allowInsecureHttp || LOOPBACK.has(base.hostname)))
-    ) {
-      throw new TypeError(
-        'issuer must be an https URL (plain http only to loopback or with allowInsecureHttp)',
-      );
-    }
-    this.#url = new URL('/v1/authorize', base).href;
+    // The same transport rule as the verifier's: https, plain http only to loopback or when allowed.
+    this.#url = new URL('/v1/authorize', url('issuer', o.issuer, o.allowInsecureHttp)).href;
     this.#ttl = o.cacheTtlMs ?? 1_000;
     this.#max = o.maxEntries ?? 10_000;
     this.#timeout = o.timeoutMs ?? 2_000;

@@ -162,7 +162,7 @@ const LOOPBACK = new Set(['localhost', '127.0.0.1', '[::1]']);
  * Keys and revocations must come over TLS: over plain HTTP an intermediary could swap keys or drop events
  * while keeping heartbeats. Plain HTTP is allowed to loopback (dev mode) or with `allowInsecureHttp`.
  */
-function url(name: string, value: string, allowInsecureHttp = false): string {
+export function url(name: string, value: string, allowInsecureHttp = false): string {
   let parsed: URL;
   try {
     parsed = new URL(value);
