@@ -8,6 +8,7 @@ import type { Mode } from './config/loader.ts';
 import type { WritConfig } from './config/schema.ts';
 import type { KeyManager } from './keys/signing-keys.ts';
 import type { CertificateAuthority } from './keys/x509/ca.ts';
+import type { CaAuthorities } from './keys/x509/ca-loader.ts';
 import type { CrlPublisher } from './lifecycle/crl.ts';
 import type { Lifecycle } from './lifecycle/lifecycle.service.ts';
 import type { RevocationHub } from './lifecycle/revocation-feed.ts';
@@ -22,8 +23,13 @@ export interface Deps {
   issuer: string;
   store: CredentialStore;
   keys: KeyManager;
-  /** The X.509 CA: X.509-SVIDs, CRLs and the broker's own server certificate. */
-  ca: CertificateAuthority;
+  /**
+   * The X.509 CA that issues now (X.509-SVIDs, the broker's own server certificate): a getter, so that a
+   * rotation takes effect at once. Read it once per issuance.
+   */
+  readonly ca: CertificateAuthority;
+  /** Every X.509 authority of the trust domain (current, next, retired): bundle, CRLs, client trust. */
+  cas: CaAuthorities;
   crl: CrlPublisher;
   attestors: AttestorFacade;
   lifecycle: Lifecycle;

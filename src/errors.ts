@@ -12,6 +12,15 @@ export const ERRORS = {
   ERR_BODY_TOO_LARGE: { status: 413, description: 'the request body is too large' },
   ERR_UNSUPPORTED_MEDIA_TYPE: { status: 415, description: 'the request body must be application/json' },
   ERR_NOT_FOUND: { status: 404, description: 'no such resource' },
+  ERR_ROTATION_UNAVAILABLE: {
+    status: 409,
+    description: 'these keys are given as files; Writ cannot rotate them',
+  },
+  ERR_ROTATION_TOO_SOON: {
+    status: 409,
+    description:
+      'the next key has not been published long enough to sign yet; retry after Retry-After seconds',
+  },
   ERR_METHOD_NOT_ALLOWED: { status: 405, description: 'method not allowed on this resource' },
   ERR_SPIFFE_ID_INVALID: { status: 400, description: 'the SPIFFE ID is not valid' },
   ERR_TTL_INVALID: { status: 400, description: 'the requested ttl is out of range' },
@@ -25,6 +34,29 @@ export const ERRORS = {
   ERR_CSR_SIGNATURE: {
     status: 400,
     description: 'the csr signature does not verify (no proof of possession)',
+  },
+  // X.509-SVID renewal over mutual TLS (POST /v1/svid/x509/renew)
+  ERR_MTLS_UNAVAILABLE: {
+    status: 400,
+    description:
+      'renewal needs mutual TLS with the broker itself; this connection is plain HTTP or client certificates are off',
+  },
+  ERR_CLIENT_CERT_REQUIRED: {
+    status: 401,
+    description: 'a client certificate is required: present the X.509-SVID to renew',
+  },
+  ERR_CLIENT_CERT_INVALID: {
+    status: 401,
+    description: 'the client certificate does not verify against the trust bundle (or has expired)',
+  },
+  ERR_CLIENT_CERT_INACTIVE: {
+    status: 401,
+    description:
+      'the client certificate is not a live X.509-SVID of this broker (unknown, revoked, expired, or its task has ended)',
+  },
+  ERR_CSR_KEY_REUSED: {
+    status: 400,
+    description: 'a renewal certifies a new key: the csr key is the key of the presented certificate',
   },
   ERR_RATE_LIMITED: { status: 429, description: 'too many requests' },
   ERR_FEED_BUSY: { status: 503, description: 'the revocation feed has no room for another subscriber' },

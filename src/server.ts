@@ -12,8 +12,10 @@ import { issuerOf, type LoadedConfig } from './config/loader.ts';
 import type { Deps } from './deps.ts';
 import { sha256 } from './http/middleware.ts';
 import { type BrokerServer, chooseTransport, createBrokerServer, schemeOf, startTls } from './http/tls.ts';
+import { RotationTimer } from './keys/rotation.ts';
 import { loadKeyManager } from './keys/signing-keys.ts';
 import { loadCertificateAuthority } from './keys/x509/ca-loader.ts';
+import { clientTrustAnchors } from './keys/x509/client-trust.ts';
 import { BullScheduler, type LifecycleWorker, startLifecycleWorker } from './lifecycle/bullmq.ts';
 import { CrlPublisher } from './lifecycle/crl.ts';
 import { Lifecycle } from './lifecycle/lifecycle.service.ts';
@@ -42,11 +44,16 @@ export interface StartOptions {
   defaultMetrics?: boolean;
 }
 
-/** A Redis connection that fails fast instead of queueing, so that requests fail closed with 503. */
+/**
+ * A Redis connection that fails fast instead of queueing, so that requests fail closed with 503. Commands
+ * issued in the same event-loop tick (concurrent issuances) leave in one write (auto-pipelining); while the
+ * connection is down they still fail at once, offline queue or not.
+ */
 export function createRedis(url: string, commandTimeout: number): Redis {
   return new Redis(url, {
     lazyConnect: true,
     enableOfflineQueue: false,
+    enableAutoPipelining: true,
     maxRetriesPerRequest: 1,
     commandTimeout,
     retryStrategy: (times) => Math.min(times * 100, 2_000),
@@ -105,19 +112,25 @@ export async function startBroker(loaded: LoadedConfig, opts: StartOptions = {})
     for (const warning of policy.policySet.warnings) logger.warn({ warning }, 'policy warning');
     logger.info({ dir: config.policy.dir ?? DEFAULT_POLICY_DIR, version: policy.version }, 'policies loaded');
 
-    const keys = await loadKeyManager({
-      alg: config.keys.jwtAlgorithm,
-      privateKeyFile: config.keys.jwtPrivateKeyFile,
-      mode,
-      store,
-      refreshHint: config.keys.bundleRefreshHint,
-    });
+    const keys = await loadKeyManager({ config, store, clock, logger });
+    closers.push(async () => keys.close());
 
     const jobDeps = { store, clock, logger, config };
     let scheduler: TaskScheduler;
     if (redisClient && config.redis.url) {
+      // BullMQ gets a connection of its own (same fail-fast options): it defines ~40 Lua commands on the
+      // client it is given, and ioredis copies every defined command into each pipeline it builds, which with
+      // auto-pipelining is one per event-loop tick of issuance traffic.
+      const bullRedis = redisClient.duplicate();
+      bullRedis.on('error', (err: Error) =>
+        logger.warn({ err: { message: err.message } }, 'redis connection error (lifecycle queue)'),
+      );
+      closers.push(async () => {
+        bullRedis.disconnect();
+      });
+      await bullRedis.connect();
       scheduler = new BullScheduler({
-        connection: redisClient,
+        connection: bullRedis,
         prefix: config.redis.prefix,
         clock,
         attempts: config.lifecycle.jobAttempts,
@@ -130,6 +143,7 @@ export async function startBroker(loaded: LoadedConfig, opts: StartOptions = {})
       const worker: LifecycleWorker = await startLifecycleWorker(jobDeps, {
         redisUrl: config.redis.url,
         prefix: config.redis.prefix,
+        rotation: config,
       });
       closers.push(() => worker.close());
     }
@@ -166,7 +180,7 @@ export async function startBroker(loaded: LoadedConfig, opts: StartOptions = {})
 
     // Production serves HTTPS unless server.insecureHttp says a TLS-terminating proxy is in front.
     const transport = chooseTransport(config, mode);
-    const server = createBrokerServer(transport);
+    const server = createBrokerServer(transport, config.server.clientCertificates);
     server.keepAliveTimeout = 65_000;
     await new Promise<void>((resolve, reject) => {
       server.once('error', reject);
@@ -190,10 +204,28 @@ export async function startBroker(loaded: LoadedConfig, opts: StartOptions = {})
     const port = (server.address() as AddressInfo).port;
     const issuer = issuerOf(config, port, schemeOf(transport));
     // The CA's CRL URL defaults to the issuer's, known once the port is bound; no handler runs before this.
-    const ca = await loadCertificateAuthority({ config, mode, store, issuer, clock, logger });
-    const tls = startTls(server, transport, { config, ca, issuer, clock, logger });
-    if (tls) closers.push(async () => tls.close());
-    const crl = new CrlPublisher({ store, ca, clock, logger, config, feed });
+    const cas = await loadCertificateAuthority({ config, mode, store, issuer, clock, logger });
+    closers.push(async () => cas.close());
+    const tls = startTls(server, transport, {
+      config,
+      // Read at each renewal: after a CA rotation the server certificate comes from the new CA.
+      get ca() {
+        return cas.current();
+      },
+      issuer,
+      clock,
+      logger,
+      // Client certificates (mTLS renewal) chain to any root of the trust domain, also after a rotation.
+      clientTrust: () => clientTrustAnchors(cas),
+    });
+    if (tls) {
+      closers.push(async () => tls.close());
+      // A rotation (here, or seen in the store) moves the server certificate to the new CA at once, and
+      // the client trust to the new set of roots.
+      const unsubscribe = cas.ring.onChange(() => tls.caChanged());
+      closers.push(async () => unsubscribe());
+    }
+    const crl = new CrlPublisher({ store, ca: cas, clock, logger, config, feed });
     crl.start();
     closers.push(() => crl.close());
     const metrics = createMetrics({ defaultMetrics: opts.defaultMetrics ?? true });
@@ -204,13 +236,22 @@ export async function startBroker(loaded: LoadedConfig, opts: StartOptions = {})
       trustDomain: config.trustDomain,
       logger,
     });
+    // Rotation: the worker's repeatable job in production; a timer in dev (and where no worker runs here,
+    // the in-process check is harmless: rotations are compare-and-set on the stored rings).
+    if (scheduler.kind === 'memory') {
+      const timer = new RotationTimer({ store, clock, logger, config }, [keys.ring, cas.ring]);
+      closers.push(() => timer.close());
+    }
     const deps: Deps = {
       config,
       mode,
       issuer,
       store,
       keys,
-      ca,
+      get ca() {
+        return cas.current();
+      },
+      cas,
       crl,
       attestors,
       lifecycle,

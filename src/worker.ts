@@ -24,7 +24,7 @@ export async function runWorker(env: NodeJS.ProcessEnv = process.env): Promise<(
   });
   const worker = await startLifecycleWorker(
     { store, clock: systemClock, logger, config },
-    { redisUrl: config.redis.url, prefix: config.redis.prefix },
+    { redisUrl: config.redis.url, prefix: config.redis.prefix, rotation: config },
   );
   return async () => {
     await worker.close();

@@ -10,10 +10,14 @@
 // external shipper. Redis can still be rewritten by whoever has write access (XDEL, or DEL and re-XADD with
 // chosen ids); that is what the hash chain makes evident, and what the tests do.
 //
-// Appending: the client reads the head (cached after its own appends), builds the record on it (seq = head + 1,
-// prev = head hash), computes its SHA-256 (Redis Lua has no SHA-256) and runs lua/append-2.lua, which writes it
+// Appending (group commit): appends that arrive while this instance's previous write is in flight wait for it,
+// then all go in the next single script call, in call order. The client reads the head (cached after its own
+// appends), seals the batch on it (seq = head + 1, prev = head hash, each next record linked to the one before),
+// computes the SHA-256s (Redis Lua has no SHA-256) and runs lua/append-batch-2.lua, which writes the whole batch
 // only if the head is still the one it was built on; otherwise it returns the current head and the client
-// rebuilds and retries. Appends of one instance are queued so that only other replicas make it retry.
+// re-seals and retries. Each append resolves only once its batch is in Redis, and every append of a batch that
+// could not be written fails (fail closed): one write in flight per instance, so only other replicas make it
+// retry, and a busy broker spends one round trip on many records.
 // Like the credential store this targets a standalone Redis: the two keys have no common hash tag.
 // Failures: as the credential store, fail closed (ERR_STORE_UNAVAILABLE; an unanswered append may still land).
 
@@ -63,7 +67,16 @@ export function auditKeys(prefix: string) {
   return { stream: `${prefix}audit`, head: `${prefix}audit:head` };
 }
 
-const SCRIPTS = { writAuditAppend: 'append-2.lua' } as const;
+const SCRIPTS = { writAuditAppendBatch: 'append-batch-2.lua' } as const;
+
+/** Most records in one script call; more wait for the next. */
+const MAX_BATCH = 256;
+
+interface PendingAppend {
+  event: Omit<AuditRecord, 'seq' | 'time' | 'prev' | 'hash'>;
+  resolve: (record: AuditRecord) => void;
+  reject: (error: unknown) => void;
+}
 
 const APPEND_CODES = { 1: 'appended', 0: 'moved', [-1]: 'head_missing' } as const;
 
@@ -86,8 +99,10 @@ export class RedisAuditLog implements AuditLog {
   readonly #maxAttempts: number;
   /** The head after this instance's last append; a guess (another replica may have moved it). */
   #head: AuditHead | undefined;
-  /** Appends of this instance run one at a time, in call order. */
-  #queue: Promise<unknown> = Promise.resolve();
+  /** Appends waiting for the next batch, in call order. */
+  #pending: PendingAppend[] = [];
+  /** True while a batch is being written: appends made meanwhile wait for the next one. */
+  #writing = false;
 
   constructor(opts: RedisAuditLogOptions) {
     if (opts.maxLen !== undefined && (!Number.isSafeInteger(opts.maxLen) || opts.maxLen < 1)) {
@@ -108,26 +123,57 @@ export class RedisAuditLog implements AuditLog {
 
   async append(event: AuditEvent): Promise<AuditRecord> {
     const checked = checkEvent(event);
-    const run = this.#queue.then(() => this.#append(checked));
-    this.#queue = run.catch(() => {});
-    return run;
+    return new Promise<AuditRecord>((resolve, reject) => {
+      this.#pending.push({ event: checked, resolve, reject });
+      if (!this.#writing) void this.#drain();
+    });
   }
 
-  async #append(event: Omit<AuditRecord, 'seq' | 'time' | 'prev' | 'hash'>): Promise<AuditRecord> {
+  /** Writes the pending appends batch after batch until none is left; one batch in flight at a time. */
+  async #drain(): Promise<void> {
+    this.#writing = true;
+    try {
+      while (this.#pending.length > 0) {
+        const batch = this.#pending.splice(0, MAX_BATCH);
+        try {
+          const records = await this.#appendBatch(batch.map((p) => p.event));
+          for (let i = 0; i < batch.length; i++) batch[i]!.resolve(records[i]!);
+        } catch (error) {
+          for (const p of batch) p.reject(error);
+        }
+      }
+    } finally {
+      this.#writing = false;
+    }
+  }
+
+  /** Seals `events` as consecutive records on `head`: each record's prev is the hash of the one before. */
+  #seal(events: PendingAppend['event'][], head: AuditHead): AuditRecord[] {
+    const time = this.#clock();
+    const records: AuditRecord[] = [];
+    let at = head;
+    for (const event of events) {
+      const record = sealRecord(event, at, time);
+      records.push(record);
+      at = { seq: record.seq, hash: record.hash };
+    }
+    return records;
+  }
+
+  async #appendBatch(events: PendingAppend['event'][]): Promise<AuditRecord[]> {
     let head = this.#head ?? (await this.head());
-    this.#head = undefined; // until this append is known to have landed
+    this.#head = undefined; // until this batch is known to have landed
     for (let attempt = 0; attempt < this.#maxAttempts; attempt++) {
-      const record = sealRecord(event, head, this.#clock());
+      const records = this.#seal(events, head);
+      const first = records[0]!;
+      const last = records[records.length - 1]!;
+      const args: (string | number)[] = [first.prev, first.seq, last.hash, this.#maxLen ?? 0, records.length];
+      for (const record of records) {
+        const fields = toFields(record);
+        args.push(fields.length, ...fields);
+      }
       const raw = await this.#call(() =>
-        this.#scripts.writAuditAppend(
-          this.#keys.stream,
-          this.#keys.head,
-          record.prev,
-          record.seq,
-          record.hash,
-          this.#maxLen ?? 0,
-          ...toFields(record),
-        ),
+        this.#scripts.writAuditAppendBatch(this.#keys.stream, this.#keys.head, ...args),
       );
       const parsed = appendReply.safeParse(raw);
       if (!parsed.success) throw malformed('audit append reply', parsed.error);
@@ -135,7 +181,7 @@ export class RedisAuditLog implements AuditLog {
       const outcome = (APPEND_CODES as Record<number, string>)[code];
       if (outcome === 'appended') {
         this.#head = { seq, hash };
-        return record;
+        return records;
       }
       if (outcome === 'head_missing') {
         throw new WritError('server_error', undefined, {

@@ -10,6 +10,7 @@ import { approvalCommands } from './commands/approvals.ts';
 import { auditCommands } from './commands/audit.ts';
 import { entriesCommands } from './commands/entries.ts';
 import { joinTokenCommands } from './commands/join-token.ts';
+import { keysCommands } from './commands/keys.ts';
 import { policyCommands } from './commands/policy.ts';
 import { revokeCommand } from './commands/revoke.ts';
 import { serverCommands } from './commands/server.ts';
@@ -48,6 +49,7 @@ export function buildCli(): Command {
   credentialCommands(program);
   auditCommands(program);
   policyCommands(program);
+  keysCommands(program);
   approvalCommands(program);
   return program;
 }

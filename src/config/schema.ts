@@ -78,6 +78,14 @@ const serverSchema = z
         'Serve plain HTTP in production mode (env WRIT_INSECURE_HTTP=true): only behind a TLS-terminating ' +
           'proxy. Dev mode serves plain HTTP unless tls is set.',
       ),
+    clientCertificates: z
+      .enum(['optional', 'off'])
+      .default('optional')
+      .describe(
+        'HTTPS only. optional: ask every client for a certificate (never require one), trusting the roots ' +
+          "of the broker's X.509 CA, so that a workload can renew its X.509-SVID over mutual TLS (POST " +
+          '/v1/svid/x509/renew). off: ask for none; renewal answers ERR_MTLS_UNAVAILABLE.',
+      ),
   })
   .describe('HTTP server.');
 
@@ -134,7 +142,11 @@ const x509KeysSchema = z
     crlUrl: z
       .url({ protocol: /^https?$/ })
       .optional()
-      .describe('CRL distribution point written into every X.509-SVID. Default: <issuer>/v1/crl.'),
+      .describe(
+        'Base URL of the CRLs. Each CA publishes its CRL at <crlUrl>/<CA key id>, the distribution point ' +
+          "written into every certificate it issues; <crlUrl> itself serves the current CA's. " +
+          'Default: <issuer>/v1/crl.',
+      ),
     crlNextUpdate: z
       .number()
       .int()
@@ -157,6 +169,46 @@ const x509KeysSchema = z
   })
   .describe("The X.509 CA that signs X.509-SVIDs, CRLs and the broker's own server certificate.");
 
+const rotationSchema = z
+  .strictObject({
+    jwtInterval: z
+      .number()
+      .int()
+      .min(0)
+      .max(365 * DAY)
+      .default(7 * DAY)
+      .describe(
+        'Seconds a JWT signing key signs before the next key replaces it; 0 rotates only on demand ' +
+          '(POST /v1/admin/keys/rotate). Not for keys.jwtPrivateKeyFile.',
+      ),
+    caInterval: z
+      .number()
+      .int()
+      .min(0)
+      .max(10 * 365 * DAY)
+      .default(30 * DAY)
+      .describe(
+        'Seconds a generated CA issues before the next CA replaces it; 0 rotates only on demand. A CA ' +
+          'is also rotated when less than twice credentials.maxTtl of its life remains. Not for a CA ' +
+          'given as files.',
+      ),
+    checkInterval: seconds(DAY)
+      .default(60)
+      .describe(
+        'How often rotations are checked (a BullMQ repeatable job in production, a timer in dev), seconds.',
+      ),
+    refreshInterval: seconds(3600)
+      .default(10)
+      .describe(
+        'How often a replica re-reads the key rings from Redis (another replica or the worker may have ' +
+          'rotated), seconds. Retired keys stay published this much longer.',
+      ),
+  })
+  .describe(
+    'Rotation of the JWT signing keys and the CA: the next key is published before it signs, and a ' +
+      'retired key stays published until everything it signed has expired.',
+  );
+
 const keysSchema = z
   .strictObject({
     jwtAlgorithm: z.enum(JWT_ALGORITHMS).default('ES256').describe('Signature algorithm of JWT-SVIDs.'),
@@ -171,6 +223,7 @@ const keysSchema = z
       .default(300)
       .describe('spiffe_refresh_hint of the trust bundle, seconds.'),
     x509: x509KeysSchema.prefault({}),
+    rotation: rotationSchema.prefault({}),
   })
   .describe('Signing keys.');
 
@@ -224,6 +277,16 @@ const lifecycleSchema = z
       .max(10_000)
       .default(0)
       .describe('Pause between fan-out steps, to spare Redis when huge tasks end.'),
+    deadlineIntervalMs: z
+      .number()
+      .int()
+      .min(100)
+      .max(60_000)
+      .default(1_000)
+      .describe(
+        'How often the worker ends the tasks whose deadline has passed (read from the deadline index): a ' +
+          'task ends at most about this long after its deadline.',
+      ),
     sweepIntervalMs: z
       .number()
       .int()
@@ -433,6 +496,37 @@ export const configSchema = z
         code: 'custom',
         path: ['credentials', 'taskDeadline'],
         message: 'exceeds credentials.maxTaskDeadline',
+      });
+    }
+    const { rotation, bundleRefreshHint } = c.keys;
+    // The next key must be in every relying party's cached bundle before it signs.
+    for (const field of ['jwtInterval', 'caInterval'] as const) {
+      if (rotation[field] > 0 && rotation[field] <= bundleRefreshHint + rotation.refreshInterval) {
+        ctx.addIssue({
+          code: 'custom',
+          path: ['keys', 'rotation', field],
+          message: 'must exceed keys.bundleRefreshHint + keys.rotation.refreshInterval (or be 0)',
+        });
+      }
+    }
+    // A ring holds at most 64 retired keys, each kept while its credentials may live (key-ring.ts,
+    // rotation.ts retainSeconds: maxTtl + backdate + refreshInterval + 60 s).
+    const retain = c.credentials.maxTtl + c.credentials.backdate + rotation.refreshInterval + 60;
+    for (const field of ['jwtInterval', 'caInterval'] as const) {
+      if (rotation[field] > 0 && Math.ceil(retain / rotation[field]) + 1 > 64) {
+        ctx.addIssue({
+          code: 'custom',
+          path: ['keys', 'rotation', field],
+          message: `too short: at most 63 retired keys may be kept for ${retain} s (credentials.maxTtl and margins)`,
+        });
+      }
+    }
+    if (rotation.caInterval > 0 && c.keys.x509.caTtl < 2 * rotation.caInterval + 2 * c.credentials.maxTtl) {
+      ctx.addIssue({
+        code: 'custom',
+        path: ['keys', 'x509', 'caTtl'],
+        message:
+          'a CA is next for one caInterval, then current for another: caTtl must be at least 2 x (keys.rotation.caInterval + credentials.maxTtl)',
       });
     }
     if (c.attestors.join_token.defaultTtl > c.attestors.join_token.maxTtl) {

@@ -2,9 +2,8 @@
 //
 // Failures are counted with the store's fixed-window `countHit`. When a count reaches its limit, a block
 // mark is written with `markOnce` that lives until the end of that window. Before any work, a request
-// checks the mark with `markOnce(scope, key, now)`: a mark that lives until "now" is dead on arrival, so
-// this call writes nothing live and answers false exactly when a live block exists. It is one atomic step
-// on both stores (a Lua script in Redis), shared by every replica, and needs no read-only store method.
+// checks its marks with the store's read-only `heldMarks`: every mark that applies in one round trip
+// (one MGET in Redis), shared by every replica, writing nothing.
 // Successful attempts cost no budget: a busy workload is never limited by its own successes.
 import { isIPv6 } from 'node:net';
 import type { RequestHandler, Response } from 'express';
@@ -69,10 +68,9 @@ export class RateLimiter {
     ip: string | undefined,
   ): Promise<{ retryAfter: number; limit: LimitName } | undefined> {
     if (!this.#config.enabled) return undefined;
-    const [address, global] = await Promise.all([
-      this.#blocked(`a:${attestor}:${addressKey(ip)}`),
-      this.#config.attestationFailuresPerAttestor > 0 ? this.#blocked(`g:${attestor}`) : undefined,
-    ]);
+    const keys = [`a:${attestor}:${addressKey(ip)}`];
+    if (this.#config.attestationFailuresPerAttestor > 0) keys.push(`g:${attestor}`);
+    const [address, global] = await this.#blocked(keys);
     if (address !== undefined) return { retryAfter: address, limit: 'attestation_address' };
     if (global !== undefined) return { retryAfter: global, limit: 'attestation_attestor' };
     return undefined;
@@ -99,7 +97,8 @@ export class RateLimiter {
 
   async adminBlocked(ip: string | undefined): Promise<number | undefined> {
     if (!this.#config.enabled) return undefined;
-    return this.#blocked(`m:${addressKey(ip)}`);
+    const [blocked] = await this.#blocked([`m:${addressKey(ip)}`]);
+    return blocked;
   }
 
   async adminFailed(ip: string | undefined): Promise<void> {
@@ -121,12 +120,12 @@ export class RateLimiter {
     return windowEnd(now, windowSeconds) - now;
   }
 
-  /** Seconds left of a live block, or undefined. Writes nothing that outlives this instant (see above). */
-  async #blocked(key: string): Promise<number | undefined> {
+  /** For each key, seconds left of its live block, or undefined; one read, nothing written. */
+  async #blocked(keys: string[]): Promise<(number | undefined)[]> {
+    const held = await this.#deps.store.heldMarks(SCOPE.block, keys);
     const now = seconds(this.#deps.clock);
-    const free = await this.#deps.store.markOnce(SCOPE.block, key, now);
     // A block lives until the end of the window it was set in, which is the current one while it lives.
-    return free ? undefined : windowEnd(now, this.#config.windowSeconds) - now;
+    return held.map((h) => (h ? windowEnd(now, this.#config.windowSeconds) - now : undefined));
   }
 
   async #block(

@@ -1,5 +1,7 @@
 // How the broker serves: HTTPS with configured files (reloaded on change) or with a server certificate of its
-// own CA (renewed before expiry), or plain HTTP (dev mode, or production behind a TLS-terminating proxy).
+// own CA (renewed before expiry), or plain HTTP (dev mode, or production behind a TLS-terminating proxy). Over
+// HTTPS it asks clients for a certificate (never requires one), verified against the broker's X.509 roots.
+import { constants as cryptoConstants } from 'node:crypto';
 import { readFileSync, statSync } from 'node:fs';
 import { createServer as createHttpServer, type Server as HttpServer } from 'node:http';
 import { createServer as createHttpsServer, type Server as HttpsServer } from 'node:https';
@@ -33,11 +35,22 @@ export function schemeOf(transport: Transport): 'http' | 'https' {
 /**
  * The server, not yet listening. An HTTPS server starts without a certificate: `startTls` installs one once
  * the CA is ready (the issuer, and so the CA's CRL URL, depends on the port bound), before any handler.
+ * With `clientCertificates: 'optional'` it asks every client for a certificate and lets the handshake
+ * succeed without one or with one that does not verify: only routes that need it (mTLS renewal) look at
+ * `socket.authorized` and the certificate.
  */
-export function createBrokerServer(transport: Transport): BrokerServer {
+export function createBrokerServer(
+  transport: Transport,
+  clientCertificates: 'optional' | 'off' = 'off',
+): BrokerServer {
   if (transport.kind === 'http') return createHttpServer();
   // HTTP/1.1 only; TLS 1.2 and up (Node's defaults also refuse anything older).
-  return createHttpsServer({ minVersion: 'TLSv1.2', ALPNProtocols: ['http/1.1'] });
+  return createHttpsServer({
+    minVersion: 'TLSv1.2',
+    ALPNProtocols: ['http/1.1'],
+    requestCert: clientCertificates === 'optional',
+    rejectUnauthorized: false,
+  });
 }
 
 export interface TlsDeps {
@@ -48,11 +61,31 @@ export interface TlsDeps {
   logger: Logger;
   /** How often `server.tls` files are checked for changes (default 1 s). */
   reloadIntervalMs?: number | undefined;
+  /**
+   * The current trust anchors (PEM) for client certificates (`clientTrustAnchors` of the broker's X.509
+   * authorities); absent or with `server.clientCertificates: off`, client certificates are not trusted.
+   */
+  clientTrust?: (() => readonly string[]) | undefined;
+  /** How often the client trust anchors are compared with the installed ones (default 5 s). */
+  trustCheckIntervalMs?: number | undefined;
 }
 
 export interface TlsController {
   /** The certificate (PEM, leaf first) being served. */
   readonly certificatePem: string;
+  /** The client trust anchors (PEM) installed. */
+  readonly clientTrustPem: readonly string[];
+  /**
+   * Rebuilds the secure context with the current client trust anchors, keeping the server certificate. Call
+   * it after a CA rotation; the controller also does so by itself when it sees the anchors change. New
+   * connections use the new anchors; a session ticket of the old context is not resumed.
+   */
+  refreshTrust(): void;
+  /**
+   * The CA ring changed: a self-issued server certificate is issued anew from the current CA (the new root was
+   * published before it became current), and the client trust anchors are refreshed.
+   */
+  caChanged(): void;
   close(): void;
 }
 
@@ -67,6 +100,52 @@ export function startTls(
   return transport.kind === 'https-files'
     ? new FileCertificate(https, transport, deps)
     : new IssuedCertificate(https, deps);
+}
+
+/** The anchors to trust for client certificates now ([] when none are). */
+function currentClientTrust(deps: TlsDeps): readonly string[] {
+  if (deps.config.server.clientCertificates !== 'optional' || !deps.clientTrust) return [];
+  return deps.clientTrust();
+}
+
+function sameAnchors(a: readonly string[], b: readonly string[]): boolean {
+  return a.length === b.length && a.every((pem, i) => pem === b[i]);
+}
+
+/**
+ * The secure context options common to both kinds: version floor, no TLS 1.2 renegotiation (a renegotiated
+ * handshake could change the client certificate, and Node never clears `socket.authorized` once set), and
+ * the client trust anchors: always given, even none, since without `ca` Node trusts its public root store.
+ */
+function contextOptions(
+  identity: { key: string; cert: string },
+  anchors: readonly string[],
+): SecureContextOptions {
+  return {
+    ...identity,
+    minVersion: 'TLSv1.2',
+    secureOptions: cryptoConstants.SSL_OP_NO_RENEGOTIATION,
+    ca: [...anchors],
+  };
+}
+
+/**
+ * Watches the client trust anchors and calls `refresh` when they change (a CA rotation on any replica).
+ * Errors are logged; the installed context stays.
+ */
+function watchTrust(deps: TlsDeps, installed: () => readonly string[], refresh: () => void): NodeJS.Timeout {
+  const timer = setInterval(() => {
+    try {
+      if (!sameAnchors(currentClientTrust(deps), installed())) refresh();
+    } catch (err) {
+      deps.logger.error(
+        { err },
+        'https: cannot refresh the client trust anchors; keeping the installed ones',
+      );
+    }
+  }, deps.trustCheckIntervalMs ?? 5_000);
+  timer.unref();
+  return timer;
 }
 
 /** The names of the broker's own certificate: `server.tlsNames` and the issuer URL's host. */
@@ -84,7 +163,10 @@ export function serverNames(
 class IssuedCertificate implements TlsController {
   readonly #server: HttpsServer;
   readonly #deps: TlsDeps;
+  readonly #trustTimer: NodeJS.Timeout;
   #timer: NodeJS.Timeout | undefined;
+  #identity: { key: string; cert: string } | undefined;
+  #anchors: readonly string[] = [];
   #pem = '';
   #closed = false;
 
@@ -92,10 +174,46 @@ class IssuedCertificate implements TlsController {
     this.#server = server;
     this.#deps = deps;
     this.#renew();
+    this.#trustTimer = watchTrust(
+      deps,
+      () => this.#anchors,
+      () => this.refreshTrust(),
+    );
   }
 
   get certificatePem(): string {
     return this.#pem;
+  }
+
+  get clientTrustPem(): readonly string[] {
+    return this.#anchors;
+  }
+
+  refreshTrust(): void {
+    if (!this.#identity) return;
+    this.#install(this.#identity);
+    this.#deps.logger.info({ anchors: this.#anchors.length }, 'https: client trust anchors installed');
+  }
+
+  caChanged(): void {
+    if (this.#closed) return;
+    if (this.#timer) clearTimeout(this.#timer);
+    try {
+      this.#renew();
+    } catch (err) {
+      this.#deps.logger.error(
+        { err },
+        'https: cannot issue a server certificate from the new ca; retrying in 60 s',
+      );
+      this.#schedule(60_000);
+    }
+  }
+
+  #install(identity: { key: string; cert: string }): void {
+    const anchors = currentClientTrust(this.#deps);
+    this.#server.setSecureContext(contextOptions(identity, anchors));
+    this.#identity = identity;
+    this.#anchors = anchors;
   }
 
   /** Issues a fresh certificate and schedules the next one for when a third of its lifetime remains. */
@@ -110,7 +228,7 @@ class IssuedCertificate implements TlsController {
     });
     if (!cert.privateKeyPem) throw new Error('the ca returned no server key');
     const chain = [cert.pem, ...ca.chainPem].join('');
-    this.#server.setSecureContext({ key: cert.privateKeyPem, cert: chain, minVersion: 'TLSv1.2' });
+    this.#install({ key: cert.privateKeyPem, cert: chain });
     this.#pem = chain;
     logger.info(
       { serial: cert.serialHex, notAfter: new Date(cert.notAfter * 1000).toISOString() },
@@ -140,31 +258,74 @@ class IssuedCertificate implements TlsController {
   close(): void {
     this.#closed = true;
     if (this.#timer) clearTimeout(this.#timer);
+    clearInterval(this.#trustTimer);
   }
 }
 
 class FileCertificate implements TlsController {
   readonly #server: HttpsServer;
   readonly #files: { certFile: string; keyFile: string };
+  readonly #deps: TlsDeps;
   readonly #logger: Logger;
   readonly #timer: NodeJS.Timeout;
+  readonly #trustTimer: NodeJS.Timeout;
   /** The files' stat signature last tried, so that a bad pair is reported once, and retried when it changes. */
   #tried: string;
+  #identity: { key: string; cert: string } | undefined;
+  #anchors: readonly string[] = [];
   #pem = '';
 
   constructor(server: HttpsServer, files: { certFile: string; keyFile: string }, deps: TlsDeps) {
     this.#server = server;
     this.#files = files;
+    this.#deps = deps;
     this.#logger = deps.logger;
     this.#tried = this.#signature();
     // At start a bad pair is fatal: the broker must not listen without a certificate.
     this.#load();
     this.#timer = setInterval(() => this.#check(), deps.reloadIntervalMs ?? 1_000);
     this.#timer.unref();
+    this.#trustTimer = watchTrust(
+      deps,
+      () => this.#anchors,
+      () => this.refreshTrust(),
+    );
   }
 
   get certificatePem(): string {
     return this.#pem;
+  }
+
+  get clientTrustPem(): readonly string[] {
+    return this.#anchors;
+  }
+
+  caChanged(): void {
+    try {
+      this.refreshTrust();
+    } catch (err) {
+      this.#logger.error(
+        { err },
+        'https: cannot refresh the client trust anchors; keeping the installed ones',
+      );
+    }
+  }
+
+  /** Installs the pair in use with the current anchors (the files are not re-read). */
+  refreshTrust(): void {
+    if (!this.#identity) return;
+    this.#install(this.#identity);
+    this.#logger.info({ anchors: this.#anchors.length }, 'https: client trust anchors installed');
+  }
+
+  #install(identity: { key: string; cert: string }): void {
+    const anchors = currentClientTrust(this.#deps);
+    const options = contextOptions(identity, anchors);
+    // Checked before it is installed: a mismatched or broken pair never replaces a working one.
+    createSecureContext(options);
+    this.#server.setSecureContext(options);
+    this.#identity = identity;
+    this.#anchors = anchors;
   }
 
   #signature(): string {
@@ -181,20 +342,17 @@ class FileCertificate implements TlsController {
   }
 
   #load(): void {
-    let options: SecureContextOptions;
+    let identity: { key: string; cert: string };
     try {
-      options = {
+      identity = {
         cert: readFileSync(this.#files.certFile, 'utf8'),
         key: readFileSync(this.#files.keyFile, 'utf8'),
-        minVersion: 'TLSv1.2',
       };
     } catch (e) {
       throw new Error(`cannot read server.tls files: ${(e as Error).message}`);
     }
-    // Checked before it is installed: a mismatched or broken pair never replaces a working one.
-    createSecureContext(options);
-    this.#server.setSecureContext(options);
-    this.#pem = String(options.cert);
+    this.#install(identity);
+    this.#pem = identity.cert;
   }
 
   #check(): void {
@@ -214,5 +372,6 @@ class FileCertificate implements TlsController {
 
   close(): void {
     clearInterval(this.#timer);
+    clearInterval(this.#trustTimer);
   }
 }

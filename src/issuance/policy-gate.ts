@@ -16,6 +16,8 @@ export interface PolicyGateInput {
   /** The lifetime the pipeline would give, seconds. */
   ttl: number;
   sourceIp: string | undefined;
+  /** Facts for `context.extra` (empty at issuance; `renewal=true` for an X.509-SVID renewal over mTLS). */
+  extra?: Readonly<Record<string, string | number | boolean>> | undefined;
   /** What the caller asked for, to recognise the same request when it comes back with an approval. */
   request: {
     attestor: string;
@@ -54,6 +56,7 @@ export async function policyGate(
         ttl: input.ttl,
         credentialType: input.credentialType,
         legacy: input.attestation.legacy,
+        ...(input.extra === undefined ? {} : { extra: input.extra }),
       },
     })),
   );

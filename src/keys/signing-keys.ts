@@ -1,9 +1,12 @@
-// JWT-SVID signing keys: load from PEM, generate (dev), or generate once and share through the store.
-import { createPrivateKey, createPublicKey, generateKeyPairSync, type KeyObject } from 'node:crypto';
+// JWT-SVID signing keys: a PEM file, or a ring generated once and shared through the store (rotated).
+import { createPrivateKey, createPublicKey, type KeyObject } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import { calculateJwkThumbprint, exportJWK, type JWK } from 'jose';
+import type { Logger } from 'pino';
 import type { JwtAlgorithm } from '../config/schema.ts';
-import type { CredentialStore } from '../store/types.ts';
+import { type Clock, type CredentialStore, seconds } from '../store/types.ts';
+import { FixedRing, LiveRing, type Ring } from './key-ring.ts';
+import { type RotationConfig, ringSpec, ringTiming } from './rotation.ts';
 
 export interface SigningKey {
   readonly kid: string;
@@ -33,12 +36,6 @@ export class KeyError extends Error {
 
 const EC_CURVE: Partial<Record<JwtAlgorithm, string>> = { ES256: 'prime256v1', ES384: 'secp384r1' };
 
-function generatePrivateKey(alg: JwtAlgorithm): KeyObject {
-  const curve = EC_CURVE[alg];
-  if (curve) return generateKeyPairSync('ec', { namedCurve: curve }).privateKey;
-  return generateKeyPairSync('rsa', { modulusLength: 3072 }).privateKey;
-}
-
 /** Refuses a key that does not fit the algorithm (wrong type, curve or a weak RSA modulus). */
 export function checkKeyFitsAlgorithm(key: KeyObject, alg: JwtAlgorithm): void {
   if (key.type !== 'private') throw new KeyError('the signing key must be a private key');
@@ -63,81 +60,104 @@ export async function toSigningKey(privateKey: KeyObject, alg: JwtAlgorithm): Pr
   return { kid, alg, privateKey, publicKey, publicJwk: Object.freeze({ ...jwk, kid, alg }) };
 }
 
-/** Holds the keys that sign and the keys that are published. */
+/** Holds the key that signs and the keys that are published (a ring shared through the store, or a file). */
 export class KeyManager {
-  readonly #signing: SigningKey;
-  readonly #published: SigningKey[];
-  readonly #sequence: number;
+  readonly #ring: Ring<SigningKey>;
   readonly #refreshHint: number;
 
-  constructor(signing: SigningKey, opts: { sequence?: number; refreshHint: number }) {
-    this.#signing = signing;
-    this.#published = [signing];
-    this.#sequence = opts.sequence ?? 1;
+  constructor(ring: Ring<SigningKey>, opts: { refreshHint: number }) {
+    this.#ring = ring;
     this.#refreshHint = opts.refreshHint;
   }
 
+  /** The ring behind the keys: rotation status, refresh after a rotation. */
+  get ring(): Ring<SigningKey> {
+    return this.#ring;
+  }
+
   current(): SigningKey {
-    return this.#signing;
+    return this.#ring.current();
+  }
+
+  /** The bundle sequence of the keys held (0 for a key given as a file). */
+  get sequence(): number {
+    return this.#ring.sequence;
   }
 
   /** Algorithms a verifier of our tokens must accept (the allow-list). */
   algorithms(): JwtAlgorithm[] {
-    return [...new Set(this.#published.map((k) => k.alg))];
+    return [...new Set(this.#ring.published().map((k) => k.alg))];
   }
 
+  /** A published key: the current key, the next one, or a retired one whose tokens may still be alive. */
   publicKey(kid: string): SigningKey | undefined {
-    return this.#published.find((k) => k.kid === kid);
+    return this.#ring.published().find((k) => k.kid === kid);
   }
 
   jwks(): JsonWebKeySet {
-    return { keys: this.#published.map((k) => ({ ...k.publicJwk, use: 'sig' })) };
+    return { keys: this.#ring.published().map((k) => ({ ...k.publicJwk, use: 'sig' })) };
   }
 
+  /** The JWT-SVID part of the SPIFFE bundle; the route adds the X.509 authorities and the sequence. */
   bundle(): SpiffeBundle {
-    const keys = this.#published.map((k) => {
+    const keys = this.#ring.published().map((k) => {
       const { alg: _alg, ...rest } = k.publicJwk;
       return { ...rest, use: 'jwt-svid' };
     });
-    return { keys, spiffe_sequence: this.#sequence, spiffe_refresh_hint: this.#refreshHint };
+    return { keys, spiffe_sequence: Math.max(1, this.sequence), spiffe_refresh_hint: this.#refreshHint };
+  }
+
+  close(): void {
+    this.#ring.close();
   }
 }
 
 export interface LoadKeysOptions {
-  alg: JwtAlgorithm;
-  privateKeyFile?: string | undefined;
-  /** Dev mode generates a fresh key; production shares one through the store. */
-  mode: 'dev' | 'production';
+  config: RotationConfig;
+  /** Dev mode and production both keep the ring in the store (dev: the in-memory one). */
   store: CredentialStore;
-  refreshHint: number;
+  clock: Clock;
+  logger: Logger;
+  /** How often the ring is re-read; default keys.rotation.refreshInterval. */
+  refreshMs?: number | undefined;
+}
+
+function readKeyFile(file: string): KeyObject {
+  let pem: string;
+  try {
+    pem = readFileSync(file, 'utf8');
+  } catch {
+    throw new KeyError(`cannot read keys.jwtPrivateKeyFile ${file}`);
+  }
+  try {
+    return createPrivateKey(pem);
+  } catch {
+    throw new KeyError(`keys.jwtPrivateKeyFile ${file} is not a PEM private key`);
+  }
 }
 
 export async function loadKeyManager(opts: LoadKeysOptions): Promise<KeyManager> {
-  let privateKey: KeyObject;
-  if (opts.privateKeyFile) {
-    let pem: string;
-    try {
-      pem = readFileSync(opts.privateKeyFile, 'utf8');
-    } catch {
-      throw new KeyError(`cannot read keys.jwtPrivateKeyFile ${opts.privateKeyFile}`);
-    }
-    try {
-      privateKey = createPrivateKey(pem);
-    } catch {
-      throw new KeyError(`keys.jwtPrivateKeyFile ${opts.privateKeyFile} is not a PEM private key`);
-    }
-  } else if (opts.mode === 'dev') {
-    privateKey = generatePrivateKey(opts.alg);
-  } else {
-    // Generate a candidate; the first replica to store its key wins and every replica uses the stored one.
-    const candidate = generatePrivateKey(opts.alg).export({ format: 'pem', type: 'pkcs8' }).toString();
-    const stored = await opts.store.putKeyMaterialIfAbsent(`jwt-signing:${opts.alg}`, candidate);
-    try {
-      privateKey = createPrivateKey(stored);
-    } catch {
-      throw new KeyError('the signing key stored in Redis is not a PEM private key');
-    }
+  const { config } = opts;
+  const alg = config.keys.jwtAlgorithm;
+  const refreshHint = config.keys.bundleRefreshHint;
+  const file = config.keys.jwtPrivateKeyFile;
+  if (file !== undefined) {
+    const key = await toSigningKey(readKeyFile(file), alg);
+    return new KeyManager(new FixedRing(key, seconds(opts.clock)), { refreshHint });
   }
-  const key = await toSigningKey(privateKey, opts.alg);
-  return new KeyManager(key, { refreshHint: opts.refreshHint });
+  const ring = await LiveRing.open<SigningKey>({
+    spec: ringSpec(opts, 'jwt'),
+    logger: opts.logger,
+    ...ringTiming(config, opts.refreshMs),
+    decode: async (slot) => {
+      let key: KeyObject;
+      try {
+        key = createPrivateKey(slot.pem);
+      } catch {
+        throw new KeyError('a signing key stored in the key ring is not a PEM private key');
+      }
+      return toSigningKey(key, alg);
+    },
+  });
+  return new KeyManager(ring, { refreshHint });
 }

@@ -1,15 +1,16 @@
 // Production lifecycle on BullMQ: the producer (scheduler) the broker uses, and the worker that runs the jobs.
 import { type Job, Queue, Worker } from 'bullmq';
 import type { Redis } from 'ioredis';
+import { type RotationConfig, rotateDue } from '../keys/rotation.ts';
 import type { TaskRecord } from '../store/types.ts';
-import { fanOut, type JobDeps, sweep, taskDeadline } from './jobs.ts';
+import { endOverdue, fanOut, type JobDeps, sweep, taskDeadline } from './jobs.ts';
 import type { TaskScheduler } from './scheduler.ts';
 
 export const QUEUE_NAME = 'writ-lifecycle';
 
 const sleep = (ms: number) => new Promise<void>((resolve) => setTimeout(resolve, ms).unref());
 
-export type LifecycleJobName = 'task-deadline' | 'task-end' | 'sweep';
+export type LifecycleJobName = 'task-deadline' | 'task-end' | 'sweep' | 'deadlines' | 'rotate-keys';
 export interface LifecycleJobData {
   task?: string;
 }
@@ -20,12 +21,11 @@ export function bullPrefix(redisPrefix: string): string {
 }
 
 // Job ids may not contain ':' (task ids may): encode them.
-const jobId = (kind: 'dl' | 'end', task: string) => `${kind}-${Buffer.from(task).toString('base64url')}`;
+const jobId = (kind: 'end', task: string) => `${kind}-${Buffer.from(task).toString('base64url')}`;
 
 export class BullScheduler implements TaskScheduler {
   readonly kind = 'bullmq' as const;
   readonly #queue: Queue<LifecycleJobData, unknown, LifecycleJobName>;
-  readonly #clock: () => number;
   readonly #attempts: number;
 
   /** `connection` is the broker's (fail-fast) client; it is shared, never closed here. */
@@ -33,14 +33,12 @@ export class BullScheduler implements TaskScheduler {
     this.#queue = new Queue(QUEUE_NAME, { connection: opts.connection, prefix: bullPrefix(opts.prefix) });
     // Failures surface through the calls that fail (the sweeper covers a lost job).
     this.#queue.on('error', () => {});
-    this.#clock = opts.clock;
     this.#attempts = opts.attempts;
   }
 
-  #options(id: string, delay = 0) {
+  #options(id: string) {
     return {
       jobId: id,
-      delay,
       attempts: this.#attempts,
       backoff: { type: 'exponential', delay: 500 },
       removeOnComplete: true,
@@ -48,10 +46,13 @@ export class BullScheduler implements TaskScheduler {
     };
   }
 
-  async taskOpened(task: TaskRecord): Promise<void> {
-    const delay = Math.max(0, task.deadline * 1000 - this.#clock());
-    await this.#queue.add('task-deadline', { task: task.id }, this.#options(jobId('dl', task.id), delay));
-  }
+  /**
+   * Nothing to do: the issuance that opened the task put it in the store's deadline index, atomically, and the
+   * worker's `deadlines` job ends it from there (every `lifecycle.deadlineIntervalMs`). A delayed job per task
+   * cost ~1 KB of Redis per task and the heaviest script of an issuance. (`task-deadline` jobs queued by older
+   * brokers still run.)
+   */
+  async taskOpened(_task: TaskRecord): Promise<void> {}
 
   async taskEnded(taskId: string): Promise<void> {
     await this.#queue.add('task-end', { task: taskId }, this.#options(jobId('end', taskId)));
@@ -72,7 +73,14 @@ export interface LifecycleWorker {
  */
 export async function startLifecycleWorker(
   deps: JobDeps,
-  opts: { redisUrl: string; prefix: string; concurrency?: number; closeGraceMs?: number },
+  opts: {
+    redisUrl: string;
+    prefix: string;
+    concurrency?: number;
+    closeGraceMs?: number;
+    /** Given: the worker also runs key rotation (a repeatable job every keys.rotation.checkInterval). */
+    rotation?: RotationConfig | undefined;
+  },
 ): Promise<LifecycleWorker> {
   const closeGraceMs = opts.closeGraceMs ?? 5_000;
   const { lifecycle } = deps.config;
@@ -86,6 +94,10 @@ export async function startLifecycleWorker(
         return job.data.task ? fanOut(deps, job.data.task) : undefined;
       case 'sweep':
         return sweep(deps);
+      case 'deadlines':
+        return endOverdue(deps);
+      case 'rotate-keys':
+        return opts.rotation ? rotateDue({ ...deps, config: opts.rotation }) : undefined;
       default:
         deps.logger.warn({ job: job.name }, 'unknown lifecycle job ignored');
         return undefined;
@@ -117,6 +129,18 @@ export async function startLifecycleWorker(
     { every: lifecycle.sweepIntervalMs },
     { name: 'sweep', data: {}, opts: { removeOnComplete: true, removeOnFail: { count: 100 } } },
   );
+  await queue.upsertJobScheduler(
+    'deadlines',
+    { every: lifecycle.deadlineIntervalMs },
+    { name: 'deadlines', data: {}, opts: { removeOnComplete: true, removeOnFail: { count: 100 } } },
+  );
+  if (opts.rotation) {
+    await queue.upsertJobScheduler(
+      'rotate-keys',
+      { every: opts.rotation.keys.rotation.checkInterval * 1000 },
+      { name: 'rotate-keys', data: {}, opts: { removeOnComplete: true, removeOnFail: { count: 100 } } },
+    );
+  }
   await worker.waitUntilReady();
   deps.logger.info({ queue: QUEUE_NAME, prefix }, 'lifecycle worker started');
   return {

@@ -57,9 +57,16 @@ interface Revoked {
   expiresAt: number;
 }
 
+/** The CAs whose CRLs are served: after a rotation, retired CAs keep theirs while their certificates live. */
+export interface CrlAuthorities {
+  current(): CertificateAuthority;
+  byKeyId(keyId: string): CertificateAuthority | undefined;
+}
+
 export interface CrlDeps {
   store: CredentialStore;
-  ca: CertificateAuthority;
+  /** One CA, or the rotating set of them. */
+  ca: CertificateAuthority | CrlAuthorities;
   clock: Clock;
   logger: Logger;
   config: Pick<WritConfig, 'keys' | 'credentials'>;
@@ -71,10 +78,12 @@ export class CrlPublisher {
   readonly #revoked = new Map<string, Revoked>();
   /** The last feed event folded in; undefined until the first catch-up, which reads the whole feed. */
   #cursor: string | undefined;
-  #changed = true;
-  #current: SignedCrl | undefined;
-  #running: Promise<SignedCrl> | undefined;
-  #next: Promise<SignedCrl> | undefined;
+  /** Bumped whenever the revoked set changes; each signed CRL remembers the version it lists. */
+  #version = 0;
+  /** The last CRL signed by each CA (by key id), with the revoked-set version it lists. */
+  readonly #signed = new Map<string, { crl: SignedCrl; version: number }>();
+  #running: Promise<void> | undefined;
+  #next: Promise<void> | undefined;
   #timer: NodeJS.Timeout | undefined;
   #unsubscribe: (() => void) | undefined;
   #closed = false;
@@ -113,18 +122,31 @@ export class CrlPublisher {
    * signs a new CRL when the set changed or the last one has used half its validity. When the store is
    * unreachable, the last CRL is served while it is valid; else the store's error propagates (503).
    */
-  async current(): Promise<SignedCrl> {
+  current(): Promise<SignedCrl>;
+  /** The CRL of the published CA with this key id; undefined when no such CA is published. */
+  current(keyId: string | undefined): Promise<SignedCrl | undefined>;
+  async current(keyId?: string): Promise<SignedCrl | undefined> {
+    const ca = this.#authority(keyId);
+    if (!ca) return undefined;
     this.#lastAsked = seconds(this.#deps.clock);
     try {
-      return await this.#refresh();
+      await this.#refresh();
+      return await this.#signedBy(ca);
     } catch (err) {
-      const last = this.#current;
+      const last = this.#signed.get(ca.keyId)?.crl;
       if (last && seconds(this.#deps.clock) < last.nextUpdate) {
         this.#deps.logger.warn({ err }, 'crl: cannot read the revocation feed; serving the last crl');
         return last;
       }
       throw err;
     }
+  }
+
+  /** The CA of `keyId` (current when undefined), if it is one of ours. */
+  #authority(keyId: string | undefined): CertificateAuthority | undefined {
+    const { ca } = this.#deps;
+    if (!('current' in ca)) return keyId === undefined || keyId === ca.keyId ? ca : undefined;
+    return keyId === undefined ? ca.current() : ca.byKeyId(keyId);
   }
 
   #inDemand(): boolean {
@@ -136,9 +158,12 @@ export class CrlPublisher {
     if (this.#closed || this.#timer) return;
     this.#timer = setTimeout(() => {
       this.#timer = undefined;
-      this.#refresh().catch((err: unknown) =>
-        this.#deps.logger.warn({ err }, 'crl: background rebuild failed; the next request retries'),
-      );
+      const ca = this.#authority(undefined);
+      this.#refresh()
+        .then(() => (ca ? this.#signedBy(ca) : undefined))
+        .catch((err: unknown) =>
+          this.#deps.logger.warn({ err }, 'crl: background rebuild failed; the next request retries'),
+        );
     }, DEBOUNCE_MS);
     this.#timer.unref();
   }
@@ -147,7 +172,7 @@ export class CrlPublisher {
    * One refresh at a time. A caller arriving while one runs cannot know whether that one read the feed after
    * the caller's own revocation: it joins the next run, which every such caller shares.
    */
-  #refresh(): Promise<SignedCrl> {
+  #refresh(): Promise<void> {
     if (!this.#running) return this.#start();
     this.#next ??= this.#running
       .catch(() => undefined)
@@ -158,27 +183,38 @@ export class CrlPublisher {
     return this.#next;
   }
 
-  #start(): Promise<SignedCrl> {
-    const run = this.#catchUpAndSign().finally(() => {
+  #start(): Promise<void> {
+    const run = this.#catchUpAndExpire().finally(() => {
       if (this.#running === run) this.#running = undefined;
     });
     this.#running = run;
     return run;
   }
 
-  async #catchUpAndSign(): Promise<SignedCrl> {
+  async #catchUpAndExpire(): Promise<void> {
     await this.#catchUp();
     const now = seconds(this.#deps.clock);
     for (const [serial, entry] of this.#revoked) {
       if (entry.expiresAt <= now) {
         this.#revoked.delete(serial);
-        this.#changed = true;
+        this.#version++;
       }
     }
-    const last = this.#current;
+  }
+
+  /**
+   * The CA's CRL as of the set folded in: its last one while nothing changed and half its validity remains,
+   * else a new one. Every CA lists every revoked serial: serials are random (128 bits), so a serial another
+   * CA issued names nothing of this one's, and a replica needs no record of which CA issued what.
+   */
+  async #signedBy(ca: CertificateAuthority): Promise<SignedCrl> {
+    const now = seconds(this.#deps.clock);
     const validity = this.#deps.config.keys.x509.crlNextUpdate;
-    if (last && !this.#changed && now < last.thisUpdate + Math.floor(validity / 2)) return last;
-    return this.#sign(now, validity);
+    const last = this.#signed.get(ca.keyId);
+    if (last && last.version === this.#version && now < last.crl.thisUpdate + Math.floor(validity / 2)) {
+      return last.crl;
+    }
+    return this.#sign(ca, now, validity);
   }
 
   async #catchUp(): Promise<void> {
@@ -229,11 +265,13 @@ export class CrlPublisher {
     const prior = this.#revoked.get(serial);
     if (prior && prior.revokedAt <= entry.revokedAt) return;
     this.#revoked.set(serial, entry);
-    this.#changed = true;
+    this.#version++;
   }
 
-  async #sign(now: number, validity: number): Promise<SignedCrl> {
-    const { ca, store, config } = this.#deps;
+  async #sign(ca: CertificateAuthority, now: number, validity: number): Promise<SignedCrl> {
+    const { store, config } = this.#deps;
+    const version = this.#version;
+    // One counter for every CA: monotonic for each issuer, across replicas and restarts.
     const number = await store.nextSequence(CRL_SEQUENCE);
     // Back-dated like every credential, so a relying party whose clock is a little behind accepts it at once.
     const thisUpdate = now - config.credentials.backdate;
@@ -243,7 +281,6 @@ export class CrlPublisher {
       reason: e.reason,
     }));
     const der = ca.signCrl({ revoked, crlNumber: number, thisUpdate, nextUpdate: now + validity });
-    this.#changed = false;
     const signed: SignedCrl = {
       der,
       pem: crlToPem(der),
@@ -252,8 +289,10 @@ export class CrlPublisher {
       nextUpdate: now + validity,
       serials: revoked.map((r) => r.serialHex),
     };
-    this.#current = signed;
-    this.#deps.logger.debug({ number, revoked: revoked.length }, 'crl signed');
+    this.#signed.set(ca.keyId, { crl: signed, version });
+    // CRLs of CAs no longer published are dropped (retired CAs leave once their certificates expired).
+    for (const keyId of this.#signed.keys()) if (!this.#authority(keyId)) this.#signed.delete(keyId);
+    this.#deps.logger.debug({ number, revoked: revoked.length, ca: ca.keyId }, 'crl signed');
     return signed;
   }
 }

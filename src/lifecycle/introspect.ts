@@ -21,7 +21,11 @@ export type IntrospectionResponse =
 
 const INACTIVE: IntrospectionResponse = { active: false };
 
-export async function verifySignature(deps: Deps, token: string): Promise<JWTPayload | null> {
+/** The payload of a token that carries our signature by a published key (and that key's kid), else null. */
+export async function verifySignature(
+  deps: Deps,
+  token: string,
+): Promise<{ payload: JWTPayload; kid: string } | null> {
   let kid: string | undefined;
   try {
     kid = decodeProtectedHeader(token).kid;
@@ -38,7 +42,7 @@ export async function verifySignature(deps: Deps, token: string): Promise<JWTPay
       requiredClaims: ['sub', 'aud', 'exp', 'iat', 'jti', 'task'],
       currentDate: new Date(deps.clock()),
     });
-    return payload;
+    return { payload, kid: key.kid };
   } catch {
     return null;
   }
@@ -54,12 +58,17 @@ export interface LiveToken {
  * A store failure propagates (503): an unverifiable token is never reported live.
  */
 export async function verifyLiveToken(deps: Deps, token: string): Promise<LiveToken | null> {
-  const payload = await verifySignature(deps, token);
-  if (!payload || typeof payload.jti !== 'string' || typeof payload.task !== 'string') return null;
+  const verified = await verifySignature(deps, token);
+  if (!verified) return null;
+  const { payload } = verified;
+  if (typeof payload.jti !== 'string' || typeof payload.task !== 'string') return null;
   if (typeof payload.sub !== 'string') return null;
   const view = await deps.store.getCredential(payload.jti, payload.task);
   if (!view) return null;
   if (view.credential.spiffeId !== payload.sub || view.credential.task !== payload.task) return null;
+  // Signed by the very key recorded at issuance: a token re-minted under another published key (one that
+  // leaked, say) with a live credential's claims is not that credential.
+  if (view.credential.type !== 'jwt' || view.credential.kid !== verified.kid) return null;
   if (credentialStatus(view, seconds(deps.clock)) !== 'active') return null;
   return { payload: payload as LiveToken['payload'], view };
 }

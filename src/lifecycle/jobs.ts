@@ -62,6 +62,21 @@ export async function taskDeadline(
   return 'already_ended';
 }
 
+/**
+ * Ends the active tasks whose deadline has passed, from the store's deadline index (every task is in it from
+ * the issuance that opened it), a few at a time, and fans them out. The BullMQ worker runs it every
+ * `lifecycle.deadlineIntervalMs`: no job per task.
+ */
+export async function endOverdue(deps: JobDeps, limit = 500, concurrency = 8): Promise<number> {
+  const { overdue } = await deps.store.pendingTasks(seconds(deps.clock), limit);
+  let next = 0;
+  const lane = async () => {
+    while (next < overdue.length) await taskDeadline(deps, overdue[next++]!);
+  };
+  await Promise.all(Array.from({ length: Math.min(concurrency, overdue.length) }, lane));
+  return overdue.length;
+}
+
 /** Reconciles what lost jobs left behind, and trims the revocation feed. */
 export async function sweep(deps: JobDeps, limit = 500): Promise<{ overdue: number; ending: number }> {
   const now = seconds(deps.clock);

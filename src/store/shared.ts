@@ -85,6 +85,10 @@ export function assertSequenceName(name: string): void {
   }
 }
 
+export function assertSequenceFloor(floor: number): void {
+  if (!Number.isSafeInteger(floor) || floor < 0) throw new TypeError('invalid sequence floor');
+}
+
 export function assertBlockMs(blockMs: number): void {
   if (!Number.isSafeInteger(blockMs) || blockMs < 0 || blockMs > 600_000) {
     throw new TypeError('blockMs must be an integer from 0 to 600000');

@@ -215,6 +215,11 @@ export interface CredentialStore {
   // characters, usually hashes; times are epoch seconds judged by the injected clock)
   /** Records `key` until `expiresAt`; true only for the first call (a replay guard). */
   markOnce(scope: string, key: string, expiresAt: number): Promise<boolean>;
+  /**
+   * For each of `keys`, whether a mark of `scope` (made by markOnce) is live now; reads only, one round trip.
+   * The rate limits check their blocks with it before any work.
+   */
+  heldMarks(scope: string, keys: readonly string[]): Promise<boolean[]>;
   /** Stores a value until `expiresAt` (a challenge nonce). */
   putEphemeral(scope: string, key: string, value: string, expiresAt: number): Promise<void>;
   /** Reads and deletes atomically: a value is taken at most once; expired values read as null. */
@@ -236,12 +241,24 @@ export interface CredentialStore {
   /** Stores `value` under `name` unless a value exists; returns the value that is stored. */
   putKeyMaterialIfAbsent(name: string, value: string): Promise<string>;
   getKeyMaterial(name: string): Promise<string | null>;
+  /**
+   * Replaces the value under `name` only if it is still `expected` (null: absent); true when written. Key
+   * rings rotate through it: of two replicas rotating at once, one wins and the other re-reads.
+   */
+  swapKeyMaterial(
+    name: string,
+    expected: string | null,
+    value: string,
+    /** Deleted in the same atomic step when the value is written (a key the written one replaces for good). */
+    opts?: { alsoDelete?: string | undefined },
+  ): Promise<boolean>;
 
   /**
    * The next value of the named counter (`^[a-z0-9_-]{1,64}$`), shared by every replica: 1 on the first call,
-   * then strictly increasing, never reused (the CRL number). Kept like key material, without expiry.
+   * then strictly increasing, never reused (the CRL number). Kept like key material, without expiry. With a
+   * `floor`, the value is at least the floor (epoch milliseconds keep a counter increasing past a data loss).
    */
-  nextSequence(name: string): Promise<number>;
+  nextSequence(name: string, floor?: number): Promise<number>;
 
   /** Throws when the backing store is unreachable. */
   ping(): Promise<void>;

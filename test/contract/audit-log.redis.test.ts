@@ -187,4 +187,71 @@ describe('RedisAuditLog', () => {
     expect((await c.append({ type: 'task.ended', actor: 'system:worker' })).seq).toBe(6);
     expect(await b.verify()).toEqual({ valid: true, checked: 6 });
   });
+
+  describe('group commit', () => {
+    it('writes concurrent appends in few script calls, in call order, on one valid chain with a replica', async () => {
+      const { redis, prefix, keys } = await open('audit-batch');
+      const log = new RedisAuditLog({ redis, prefix });
+      const other = await testRedis();
+      opened.push({ redis: other, prefix });
+      const replica = new RedisAuditLog({ redis: other, prefix });
+      const scripts = redis as unknown as Record<string, (...args: unknown[]) => Promise<unknown>>;
+      const original = scripts.writAuditAppendBatch!;
+      let calls = 0;
+      scripts.writAuditAppendBatch = (...args: unknown[]) => {
+        calls++;
+        return original.apply(redis, args);
+      };
+      const mine = Array.from({ length: 120 }, (_, i) =>
+        log.append({ type: 'svid.issued', actor: 'system:test', details: { i } }),
+      );
+      const theirs = Array.from({ length: 40 }, (_, i) =>
+        replica.append({ type: 'svid.issued', actor: 'system:replica', details: { i } }),
+      );
+      const records = await Promise.all(mine);
+      await Promise.all(theirs);
+      // The first append leaves alone; the 119 made while it was in flight share the next call (a replica's
+      // moves of the head cost retries, never a record).
+      expect(calls).toBeLessThan(10);
+      for (let i = 1; i < records.length; i++) expect(records[i]!.seq).toBeGreaterThan(records[i - 1]!.seq);
+      const page = await log.page({ limit: 1000 });
+      expect(page.records).toHaveLength(160);
+      const stored = page.records.filter((r) => r.actor === 'system:test').map((r) => r.details?.i);
+      expect(stored).toEqual(Array.from({ length: 120 }, (_, i) => i));
+      expect(page.records.map((r) => r.seq)).toEqual(Array.from({ length: 160 }, (_, i) => i + 1));
+      expect(await log.verify()).toEqual({ valid: true, checked: 160 });
+      expect(await redis.xlen(keys.stream)).toBe(160);
+    });
+
+    it('fails every caller of a batch that could not be written, and writes none of it', async () => {
+      const { redis, prefix, keys } = await open('audit-batch-fail');
+      const log = new RedisAuditLog({ redis, prefix });
+      await log.append({ type: 'task.ended', actor: 'system:worker' });
+      await redis.del(keys.head); // the head is gone while the stream holds a record: appends must refuse
+      const fresh = new RedisAuditLog({ redis, prefix });
+      const outcomes = await Promise.allSettled(
+        Array.from({ length: 30 }, () => fresh.append({ type: 'task.ended', actor: 'system:worker' })),
+      );
+      expect(outcomes.every((o) => o.status === 'rejected')).toBe(true);
+      for (const o of outcomes) {
+        expect((o as PromiseRejectedResult).reason).toBeInstanceOf(WritError);
+        expect(((o as PromiseRejectedResult).reason as WritError).code).toBe('server_error');
+      }
+      expect(await redis.xlen(keys.stream)).toBe(1);
+    });
+
+    it('fails every pending append with ERR_STORE_UNAVAILABLE when Redis does not answer', async () => {
+      const { prefix } = await open('audit-batch-down');
+      const down = await testRedis();
+      down.disconnect();
+      const offline = new RedisAuditLog({ redis: down, prefix, commandTimeoutMs: 200 });
+      const outcomes = await Promise.allSettled(
+        Array.from({ length: 10 }, () => offline.append({ type: 'task.ended', actor: 'system:worker' })),
+      );
+      for (const o of outcomes) {
+        expect(o.status).toBe('rejected');
+        expect(((o as PromiseRejectedResult).reason as WritError).code).toBe('ERR_STORE_UNAVAILABLE');
+      }
+    });
+  });
 });

@@ -448,6 +448,35 @@ export function credentialStoreContract(
         expect(new Set(values).size).toBe(1);
         expect(await store.getKeyMaterial('ca')).toBe(values[0]);
       });
+
+      it('swaps a value only when it is still the one read', async () => {
+        expect(await store.swapKeyMaterial('ring', 'stale', 'v1')).toBe(false);
+        expect(await store.getKeyMaterial('ring')).toBeNull();
+        expect(await store.swapKeyMaterial('ring', null, 'v1')).toBe(true);
+        expect(await store.swapKeyMaterial('ring', null, 'v2')).toBe(false);
+        expect(await store.swapKeyMaterial('ring', 'v0', 'v2')).toBe(false);
+        expect(await store.getKeyMaterial('ring')).toBe('v1');
+        expect(await store.swapKeyMaterial('ring', 'v1', 'v2')).toBe(true);
+        expect(await store.getKeyMaterial('ring')).toBe('v2');
+      });
+
+      it('deletes a replaced value in the same step as a successful swap, and only then', async () => {
+        await store.putKeyMaterialIfAbsent('legacy', 'old-key');
+        expect(await store.swapKeyMaterial('ring2', 'nope', 'v1', { alsoDelete: 'legacy' })).toBe(false);
+        expect(await store.getKeyMaterial('legacy')).toBe('old-key');
+        expect(await store.swapKeyMaterial('ring2', null, 'v1', { alsoDelete: 'legacy' })).toBe(true);
+        expect(await store.getKeyMaterial('legacy')).toBeNull();
+        expect(await store.getKeyMaterial('ring2')).toBe('v1');
+      });
+
+      it('lets exactly one of concurrent swappers from the same value win', async () => {
+        await store.putKeyMaterialIfAbsent('race', 'base');
+        const wins = await Promise.all(
+          Array.from({ length: 10 }, (_, i) => store.swapKeyMaterial('race', 'base', `next-${i}`)),
+        );
+        expect(wins.filter(Boolean)).toHaveLength(1);
+        expect(await store.getKeyMaterial('race')).toBe(`next-${wins.indexOf(true)}`);
+      });
     });
 
     describe('sequences', () => {
@@ -456,6 +485,15 @@ export function credentialStoreContract(
         expect(await store.nextSequence('crl')).toBe(2);
         expect(await store.nextSequence('other')).toBe(1);
         expect(await store.nextSequence('crl')).toBe(3);
+      });
+
+      it('jumps to a floor and keeps increasing from there', async () => {
+        expect(await store.nextSequence('bundle', 1_700_000_000_000)).toBe(1_700_000_000_000);
+        expect(await store.nextSequence('bundle', 1_700_000_000_000)).toBe(1_700_000_000_001);
+        expect(await store.nextSequence('bundle')).toBe(1_700_000_000_002);
+        expect(await store.nextSequence('bundle', 1_800_000_000_000)).toBe(1_800_000_000_000);
+        await expect(store.nextSequence('bundle', -1)).rejects.toThrow(TypeError);
+        await expect(store.nextSequence('bundle', 1.5)).rejects.toThrow(TypeError);
       });
 
       it('never hands out one value twice under concurrent callers, and survives a reopen', async () => {
@@ -1072,6 +1110,21 @@ export function credentialStoreContract(
         expect(concurrent.filter(Boolean)).toHaveLength(1);
         fake.advance(11_000);
         expect(await store.markOnce('replay', 'jti-1', now + 30)).toBe(true);
+      });
+
+      it('reports live marks without writing any (heldMarks)', async () => {
+        expect(await store.heldMarks('block', [])).toEqual([]);
+        expect(await store.heldMarks('block', ['a', 'b'])).toEqual([false, false]);
+        expect(await store.markOnce('block', 'b', now + 10)).toBe(true);
+        expect(await store.heldMarks('block', ['a', 'b'])).toEqual([false, true]);
+        expect(await store.heldMarks('other', ['b'])).toEqual([false]);
+        // Reading wrote nothing: the unmarked key can still be marked once.
+        expect(await store.markOnce('block', 'a', now + 5)).toBe(true);
+        expect(await store.heldMarks('block', ['a', 'b'])).toEqual([true, true]);
+        fake.advance(6_000);
+        expect(await store.heldMarks('block', ['a', 'b'])).toEqual([false, true]);
+        fake.advance(5_000);
+        expect(await store.heldMarks('block', ['a', 'b'])).toEqual([false, false]);
       });
 
       it('takes an ephemeral value once, and not after it expires', async () => {

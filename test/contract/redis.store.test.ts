@@ -284,6 +284,62 @@ describe('RedisStore', () => {
     });
   });
 
+  describe('registration entries kept in process', () => {
+    it('serves them from memory while the version holds, and re-reads at once after any write anywhere', async () => {
+      const fake = new FakeClock();
+      const { redis, prefix, store, keys } = await openStore(fake, 'entry-cache');
+      const otherRedis = await testRedis();
+      opened.push({ redis: otherRedis, prefix });
+      const other = new RedisStore({ redis: otherRedis, prefix, clock: fake.clock });
+      const a = await store.createEntry({ spiffeId: 'spiffe://example.org/a', selectors: ['k:v:a'] });
+      expect(await store.listEntries()).toEqual([a]);
+      const version = await redis.get(keys.entriesVersion);
+      expect(version).toMatch(/^[0-9a-f-]{36}$/);
+      // A change that bypasses the scripts is not seen while the version holds: the cache is in use.
+      await redis.hdel(keys.entries, a.id);
+      expect(await store.listEntries()).toEqual([a]);
+      await redis.hset(keys.entries, a.id, JSON.stringify(a));
+      // Writes through any store move the version; every replica re-reads on its next call.
+      fake.advance(1_000); // entries list in creation order
+      const b = await other.createEntry({ spiffeId: 'spiffe://example.org/b', selectors: ['k:v:b'] });
+      expect(await store.listEntries()).toEqual([a, b]);
+      const b2 = await other.updateEntry(b.id, { spiffeId: 'spiffe://example.org/b', selectors: ['k:v:c'] });
+      expect(await store.listEntries()).toEqual([a, b2]);
+      expect(await other.deleteEntry(a.id)).toBe(true);
+      expect(await store.listEntries()).toEqual([b2]);
+      // A delete of nothing changes nothing, version included.
+      const before = await redis.get(keys.entriesVersion);
+      expect(await other.deleteEntry(a.id)).toBe(false);
+      expect(await redis.get(keys.entriesVersion)).toBe(before);
+      // Callers get their own array of frozen entries: none can change what another reads.
+      const listed = await store.listEntries();
+      listed.pop();
+      expect(() => {
+        (listed as { spiffeId: string }[]).push({ spiffeId: 'x' });
+      }).not.toThrow();
+      const [entry] = await store.listEntries();
+      expect(Object.isFrozen(entry)).toBe(true);
+      expect(Object.isFrozen(entry!.selectors)).toBe(true);
+      expect(await store.listEntries()).toEqual([b2]);
+    });
+
+    it('does not cache entries that have no version (written by hand or by an older broker)', async () => {
+      const fake = new FakeClock();
+      const { redis, store, keys } = await openStore(fake, 'entry-noversion');
+      const entry = {
+        id: 'e1',
+        spiffeId: 'spiffe://example.org/a',
+        selectors: ['k:v:a'],
+        createdAt: 1,
+        updatedAt: 1,
+      };
+      await redis.hset(keys.entries, 'e1', JSON.stringify(entry));
+      expect(await store.listEntries()).toEqual([entry]);
+      await redis.hdel(keys.entries, 'e1');
+      expect(await store.listEntries()).toEqual([]);
+    });
+  });
+
   describe('connection ownership', () => {
     it('close() stops the store but leaves the caller’s connection open', async () => {
       const fake = new FakeClock();

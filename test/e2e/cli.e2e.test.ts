@@ -227,6 +227,30 @@ describe('writ CLI', { timeout: 60_000 }, () => {
     }
   });
 
+  it('keys list shows the rings without secrets; keys rotate promotes the next keys', async () => {
+    const before = json(await writ(['keys', 'list', '--json'], asRoot()));
+    expect(before.jwt.keys.map((k: { state: string }) => k.state)).toEqual(['current', 'next']);
+    const text = await writ(['keys', 'list'], asRoot());
+    expect(text.code, text.stderr).toBe(0);
+    expect(text.stdout).toContain(before.jwt.keys[0].kid);
+    expect(text.stdout).toContain(before.x509.authorities[0].keyId);
+    expect(text.stdout + JSON.stringify(before)).not.toMatch(/PRIVATE KEY/);
+    // The next key has not been published for a bundle refresh yet: a plain rotation is refused.
+    const early = await writ(['keys', 'rotate', 'jwt'], asRoot());
+    expect(early.code).toBe(1);
+    expect(early.stderr).toMatch(/^error: ERR_ROTATION_TOO_SOON: /);
+    // As compromised: every JWT key is replaced at once; the CA is untouched.
+    const after = json(await writ(['keys', 'rotate', 'jwt', '--compromised', '--json'], asRoot()));
+    const oldKids = before.jwt.keys.map((k: { kid: string }) => k.kid);
+    expect(after.jwt.keys.map((k: { state: string }) => k.state)).toEqual(['current', 'next']);
+    for (const k of after.jwt.keys) expect(oldKids).not.toContain(k.kid);
+    expect(after.x509.authorities[0].keyId).toBe(before.x509.authorities[0].keyId);
+    expect(after.bundleSequence).toBeGreaterThan(before.bundleSequence);
+    const bad = await writ(['keys', 'rotate', 'everything'], asRoot());
+    expect(bad.code).toBe(1);
+    expect(bad.stderr).toMatch(/^error: invalid_request: /);
+  });
+
   it('usage errors exit 2, API errors exit 1, and the admin token is never printed', async () => {
     const two = await writ(['revoke', '--task', 'a', '--id', 'b'], asRoot());
     expect(two.code).toBe(2);

@@ -63,7 +63,7 @@ describe('HTTPS in production mode (the broker’s own certificate)', () => {
   it('is reached by a client that trusts only the bundle, and presents a certificate for its names', async () => {
     expect(b.url).toMatch(/^https:\/\/127\.0\.0\.1:\d+$/);
     // The bundle reaches clients out of band (as with any trust domain); here, from the broker's CA.
-    const bundle = b.broker.deps.ca.rootsPem.join('');
+    const bundle = b.broker.deps.cas.rootsPem().join('');
     const health = await httpsGet(`${b.url}/healthz`, bundle);
     expect(health.status).toBe(200);
     // what it serves as its bundle is what the client trusted
@@ -71,7 +71,8 @@ describe('HTTPS in production mode (the broker’s own certificate)', () => {
     expect(served.body).toBe(bundle);
 
     const cert = new X509Certificate(health.peer.raw);
-    expect(cert.checkIssued(new X509Certificate(bundle))).toBe(true);
+    // issued by the current CA (the bundle also holds the next one, published before it issues)
+    expect(cert.checkIssued(new X509Certificate(b.broker.deps.ca.rootsPem[0] ?? ''))).toBe(true);
     expect(cert.ca).toBe(false);
     expect(cert.keyUsage).toEqual(['1.3.6.1.5.5.7.3.1']); // serverAuth only
     expect(cert.subjectAltName?.split(', ').sort()).toEqual(

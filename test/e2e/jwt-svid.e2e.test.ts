@@ -57,18 +57,32 @@ describe.each(['memory', 'redis'] as const)('JWT-SVID issuance with the %s store
     expect(oidc.body.issuer).toBe(b.url);
     expect(oidc.body.jwks_uri).toBe(`${b.url}/.well-known/jwks.json`);
     const jwks = await b.request('GET', '/.well-known/jwks.json');
-    expect(jwks.body.keys).toHaveLength(1);
+    // The signing key, then the next key (published before it signs: see test/e2e/rotation.e2e.test.ts).
+    expect(jwks.body.keys).toHaveLength(2);
     const key = jwks.body.keys[0];
+    expect(key.kid).toBe(b.broker.deps.keys.current().kid);
     expect(key).toMatchObject({ kty: 'EC', crv: 'P-256', alg: 'ES256', use: 'sig' });
     expect(key.d).toBeUndefined();
     const bundle = await b.request('GET', '/v1/bundle');
-    expect(bundle.body.spiffe_sequence).toBe(1);
+    expect(bundle.body.spiffe_sequence).toBeGreaterThanOrEqual(1);
     expect(bundle.body.spiffe_refresh_hint).toBe(300);
-    // The JWT-SVID key, beside the X.509 authority (test/e2e/x509.e2e.test.ts checks that one).
-    expect(bundle.body.keys.filter((k: { use: string }) => k.use !== 'x509-svid')).toEqual([
-      { kty: 'EC', crv: 'P-256', x: key.x, y: key.y, kid: key.kid, use: 'jwt-svid' },
+    // The JWT-SVID keys, beside the X.509 authorities (test/e2e/x509.e2e.test.ts checks those).
+    expect(bundle.body.keys.filter((k: { use: string }) => k.use !== 'x509-svid')).toEqual(
+      jwks.body.keys.map((k: Record<string, string>) => ({
+        kty: 'EC',
+        crv: 'P-256',
+        x: k.x,
+        y: k.y,
+        kid: k.kid,
+        use: 'jwt-svid',
+      })),
+    );
+    expect(bundle.body.keys.map((k: { use: string }) => k.use)).toEqual([
+      'x509-svid',
+      'x509-svid',
+      'jwt-svid',
+      'jwt-svid',
     ]);
-    expect(bundle.body.keys.map((k: { use: string }) => k.use)).toEqual(['x509-svid', 'jwt-svid']);
   });
 
   it('exchanges a join token for a JWT-SVID that an independent library verifies', async () => {

@@ -81,21 +81,31 @@ describe.each(['memory', 'redis'] as const)('X.509-SVIDs with the %s store', (st
     const pem = await b.request('GET', '/v1/bundle.pem');
     expect(pem.status).toBe(200);
     expect(pem.headers.get('content-type')).toMatch(/^application\/x-pem-file/);
-    const root = new X509Certificate(pem.text);
-    expect(root.ca).toBe(true);
-    expect(root.checkIssued(root)).toBe(true);
-    expect(root.subjectAltName).toBe(`URI:spiffe://${TD}`);
+    // The current root and the next one (published before it issues), each self-signed for the trust domain.
+    const roots = pem.text
+      .split(/(?<=-----END CERTIFICATE-----\n)/)
+      .filter(Boolean)
+      .map((p) => new X509Certificate(p));
+    expect(roots).toHaveLength(2);
+    for (const root of roots) {
+      expect(root.ca).toBe(true);
+      expect(root.checkIssued(root)).toBe(true);
+      expect(root.subjectAltName).toBe(`URI:spiffe://${TD}`);
+    }
+    expect(roots[0]?.raw.equals(new X509Certificate(b.broker.deps.ca.rootsPem[0] ?? '').raw)).toBe(true);
 
     const bundle = await b.request('GET', '/v1/bundle');
-    expect(bundle.body.spiffe_sequence).toBe(1);
+    expect(bundle.body.spiffe_sequence).toBeGreaterThanOrEqual(1);
     expect(bundle.body.spiffe_refresh_hint).toBe(300);
     const uses = (bundle.body.keys as { use: string }[]).map((k) => k.use);
-    expect(uses).toEqual(['x509-svid', 'jwt-svid']);
-    const [authority] = bundle.body.keys;
-    expect(authority).toMatchObject({ kty: 'EC', crv: 'P-256', use: 'x509-svid' });
-    expect(authority.x5c).toEqual([root.raw.toString('base64')]);
-    expect(authority.kid).toBeUndefined();
-    expect(authority.d).toBeUndefined();
+    expect(uses).toEqual(['x509-svid', 'x509-svid', 'jwt-svid', 'jwt-svid']);
+    const authorities = bundle.body.keys.slice(0, 2);
+    for (const [i, authority] of authorities.entries()) {
+      expect(authority).toMatchObject({ kty: 'EC', crv: 'P-256', use: 'x509-svid' });
+      expect(authority.x5c).toEqual([roots[i]?.raw.toString('base64')]);
+      expect(authority.kid).toBeUndefined();
+      expect(authority.d).toBeUndefined();
+    }
   });
 
   it.each([

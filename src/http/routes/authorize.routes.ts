@@ -4,6 +4,7 @@ import { type RequestHandler, Router } from 'express';
 import { z } from 'zod';
 import type { Deps } from '../../deps.ts';
 import { verifyLiveToken } from '../../lifecycle/introspect.ts';
+import { policiesNeedingAttestationFacts } from '../../policy/attestation-facts.ts';
 import { seconds } from '../../store/types.ts';
 import { parseBody, requireJson } from '../middleware.ts';
 
@@ -43,7 +44,7 @@ function authorize(deps: Deps): RequestHandler {
     // Selectors and posture are facts of attestation time, not kept with the credential: a policy for this
     // action that reads them cannot be decided here, so the answer fails closed (a forbid on selectors must
     // never be skipped). Write use-time policies on spiffe_id, attestor, task and context.
-    const blind = policiesNeedingAttestationFacts(deps, body.action);
+    const blind = policiesNeedingAttestationFacts(deps.policy, body.action);
     if (blind.length > 0) {
       res.json({ decision: 'deny', reasons: ['attestation_facts_unavailable', ...blind] });
       return;
@@ -76,26 +77,6 @@ function authorize(deps: Deps): RequestHandler {
       deps.logger.warn({ errors: decision.errors }, 'policy evaluation errors (denied)');
     res.json({ decision: decision.decision, reasons: decision.reasons, policyVersion: deps.policy.version });
   };
-}
-
-const READS_ATTESTATION_FACTS = /(\.\s*|\bhas\s+)(selectors|posture)\b/;
-const blindCache = new WeakMap<object, Map<string, string[]>>();
-
-function policiesNeedingAttestationFacts(deps: Deps, action: string): string[] {
-  const set = deps.policy.policySet;
-  let byAction = blindCache.get(set);
-  if (!byAction) {
-    byAction = new Map();
-    blindCache.set(set, byAction);
-  }
-  let ids = byAction.get(action);
-  if (!ids) {
-    ids = (set.byAction.get(action) ?? []).filter((id) =>
-      READS_ATTESTATION_FACTS.test(set.staticPolicies[id] ?? ''),
-    );
-    byAction.set(action, ids);
-  }
-  return ids;
 }
 
 export function authorizeRoutes(deps: Deps): Router {

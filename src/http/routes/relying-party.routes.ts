@@ -29,10 +29,13 @@ function openidConfiguration(deps: Deps): RequestHandler {
 function bundle(deps: Deps): RequestHandler {
   return function bundleStep(_req, res) {
     const jwt = deps.keys.bundle();
-    // The SPIFFE bundle: the X.509 authorities (use x509-svid, x5c) beside the JWT-SVID keys.
-    res
-      .set('Cache-Control', 'public, max-age=60')
-      .json({ ...jwt, keys: [...deps.ca.bundleKeys(), ...jwt.keys] });
+    // The SPIFFE bundle: the X.509 authorities (use x509-svid, x5c) beside the JWT-SVID keys. Every change of
+    // either ring takes a new value of one store counter, so the larger of the two increases on any change.
+    res.set('Cache-Control', 'public, max-age=60').json({
+      ...jwt,
+      keys: [...deps.cas.bundleKeys(), ...jwt.keys],
+      spiffe_sequence: Math.max(1, deps.keys.sequence, deps.cas.sequence),
+    });
   };
 }
 

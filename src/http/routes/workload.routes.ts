@@ -62,7 +62,11 @@ export function issuanceStep<B extends { attestor: string }>(
         `${type === 'jwt' ? 'jwt' : 'x509'}-svid issued`,
       );
       noteLegacyIssuance(deps, issued, body.attestor, res.locals.reqId);
-      res.status(200).set('Cache-Control', 'no-store').json(issued);
+      // Written directly: express's res.json would also hash the body for an ETag, useless on a one-off POST.
+      res
+        .status(200)
+        .set({ 'Cache-Control': 'no-store', 'Content-Type': 'application/json; charset=utf-8' })
+        .end(JSON.stringify(issued));
     } catch (e) {
       deps.metrics.issuanceFailures.inc({ type, code: isWritError(e) ? e.code : 'server_error' });
       await noteAttestationFailure(deps, body.attestor, req.ip, e);

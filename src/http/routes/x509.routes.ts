@@ -2,6 +2,7 @@
 import { type RequestHandler, Router } from 'express';
 import { z } from 'zod';
 import type { Deps } from '../../deps.ts';
+import { WritError } from '../../errors.ts';
 import { issueX509Svid, type X509SvidRequest } from '../../issuance/x509-svid.ts';
 import { callerTaskIdSchema } from '../../lifecycle/task-id.ts';
 import { invalidRequest, parseBody, requireJson } from '../middleware.ts';
@@ -27,6 +28,7 @@ export function x509SvidRequestSchema(trustDomain: string) {
 }
 
 const crlQuerySchema = z.strictObject({ format: z.enum(['der', 'pem']).optional() });
+const caKeyIdSchema = z.string().regex(/^[0-9a-f]{2,128}$/, 'a CA key id (lowercase hex)');
 
 function bundlePem(deps: Deps): RequestHandler {
   return function bundlePemStep(_req, res) {
@@ -34,7 +36,7 @@ function bundlePem(deps: Deps): RequestHandler {
       .status(200)
       .set('Cache-Control', 'public, max-age=60')
       .type('application/x-pem-file')
-      .send(deps.ca.rootsPem.join(''));
+      .send(deps.cas.rootsPem().join(''));
   };
 }
 
@@ -42,7 +44,11 @@ function crl(deps: Deps): RequestHandler {
   return async function crlStep(req, res) {
     const query = crlQuerySchema.safeParse(req.query);
     if (!query.success) throw invalidRequest(query.error);
-    const signed = await deps.crl.current();
+    // /v1/crl serves the current CA's CRL; /v1/crl/<key id> any published CA's (the distribution point).
+    const keyId = req.params.keyId === undefined ? undefined : caKeyIdSchema.safeParse(req.params.keyId);
+    if (keyId && !keyId.success) throw new WritError('ERR_NOT_FOUND', 'no ca has this key id');
+    const signed = await deps.crl.current(keyId?.data);
+    if (!signed) throw new WritError('ERR_NOT_FOUND', 'no ca has this key id');
     // Revocations must reach relying parties at once: caches may keep a copy but must revalidate it.
     res.status(200).set('Cache-Control', 'no-cache');
     res.set('Last-Modified', new Date(signed.thisUpdate * 1000).toUTCString());
@@ -63,5 +69,6 @@ export function x509Routes(deps: Deps): Router {
   );
   router.get('/v1/bundle.pem', bundlePem(deps));
   router.get('/v1/crl', crl(deps));
+  router.get('/v1/crl/:keyId', crl(deps));
   return router;
 }

@@ -117,6 +117,23 @@ function unsupported(message: string): CsrError {
  * broker decides what the certificate says. Throws CsrError; a non-string is a TypeError.
  */
 export function parseCsr(pem: string): ParsedCsr {
+  return parseCsrDer(csrDerOf(pem));
+}
+
+/**
+ * As parseCsr, with the signature verified on libuv's threadpool rather than the event loop (the issuance hot
+ * path); the same checks in the same order, the same errors.
+ */
+export async function parseCsrAsync(pem: string): Promise<ParsedCsr> {
+  const read = readCsrDer(csrDerOf(pem));
+  const { plan, signed, signature, parsed } = read;
+  if (!(await verifySignatureAsync(plan, signed, parsed.publicKey, signature))) {
+    throw new CsrError('ERR_CSR_SIGNATURE', 'the csr signature does not verify');
+  }
+  return parsed;
+}
+
+function csrDerOf(pem: string): Buffer {
   if (typeof pem !== 'string') throw new TypeError('csr must be a string');
   if (pem.length > CSR_MAX_PEM_CHARS) throw invalid(`csr exceeds ${CSR_MAX_PEM_CHARS} characters`);
   let blocks: ReturnType<typeof pemBlocks>;
@@ -128,11 +145,20 @@ export function parseCsr(pem: string): ParsedCsr {
   if (blocks.length !== 1) throw invalid('csr must be exactly one pem block');
   const block = blocks[0]!;
   if (!CSR_LABELS.has(block.label)) throw invalid('pem block is not a certificate request');
-  return parseCsrDer(block.der);
+  return block.der;
 }
 
 /** As parseCsr, from DER. */
 export function parseCsrDer(der: Buffer): ParsedCsr {
+  const { plan, signed, signature, parsed } = readCsrDer(der);
+  if (!verifySignature(plan, signed, parsed.publicKey, signature)) {
+    throw new CsrError('ERR_CSR_SIGNATURE', 'the csr signature does not verify');
+  }
+  return parsed;
+}
+
+/** Everything parseCsrDer checks but the signature, and what the signature check needs. */
+function readCsrDer(der: Buffer): { plan: VerifyPlan; signed: Buffer; signature: Buffer; parsed: ParsedCsr } {
   if (!Buffer.isBuffer(der)) throw new TypeError('csr der must be a Buffer');
   let root: Asn1;
   try {
@@ -187,31 +213,52 @@ export function parseCsrDer(der: Buffer): ParsedCsr {
   // for any other tampered key, which also keeps the error from describing what is wrong with the point.
   if (!publicKey) throw new CsrError('ERR_CSR_SIGNATURE', 'the csr signature does not verify');
   checkSubjectKey(publicKey, subject);
-  if (!verifySignature(plan, signed, publicKey, signature)) {
-    throw new CsrError('ERR_CSR_SIGNATURE', 'the csr signature does not verify');
+  return {
+    plan,
+    signed,
+    signature,
+    parsed: { spki: subject.spki, publicKey, keyType: subject.keyType, signatureAlgorithm: plan.scheme.name },
+  };
+}
+
+/** verify()'s algorithm and key arguments for a plan. */
+function verifyArgs(
+  plan: VerifyPlan,
+  key: KeyObject,
+): [string | null, KeyObject | { key: KeyObject; padding: number; saltLength?: number }] {
+  switch (plan.scheme.family) {
+    case 'ed25519':
+      return [null, key];
+    case 'ec':
+      // X.509 carries ECDSA signatures DER-encoded, which is Node's default dsaEncoding.
+      return [plan.hash, key];
+    case 'rsa':
+      return plan.saltLength !== undefined
+        ? [plan.hash, { key, padding: constants.RSA_PKCS1_PSS_PADDING, saltLength: plan.saltLength }]
+        : [plan.hash, { key, padding: constants.RSA_PKCS1_PADDING }];
   }
-  return { spki: subject.spki, publicKey, keyType: subject.keyType, signatureAlgorithm: plan.scheme.name };
+}
+
+function verifySignatureAsync(
+  plan: VerifyPlan,
+  data: Buffer,
+  key: KeyObject,
+  signature: Buffer,
+): Promise<boolean> {
+  return new Promise((resolve) => {
+    try {
+      const [algorithm, keyArg] = verifyArgs(plan, key);
+      verify(algorithm, data, keyArg, signature, (error, valid) => resolve(!error && valid));
+    } catch {
+      resolve(false);
+    }
+  });
 }
 
 function verifySignature(plan: VerifyPlan, data: Buffer, key: KeyObject, signature: Buffer): boolean {
   try {
-    switch (plan.scheme.family) {
-      case 'ed25519':
-        return verify(null, data, key, signature);
-      case 'ec':
-        // X.509 carries ECDSA signatures DER-encoded, which is Node's default dsaEncoding.
-        return verify(plan.hash, data, key, signature);
-      case 'rsa':
-        if (plan.saltLength !== undefined) {
-          return verify(
-            plan.hash,
-            data,
-            { key, padding: constants.RSA_PKCS1_PSS_PADDING, saltLength: plan.saltLength },
-            signature,
-          );
-        }
-        return verify(plan.hash, data, { key, padding: constants.RSA_PKCS1_PADDING }, signature);
-    }
+    const [algorithm, keyArg] = verifyArgs(plan, key);
+    return verify(algorithm, data, keyArg, signature);
   } catch {
     return false;
   }

@@ -20,6 +20,7 @@ export {
   type CsrSignatureAlgorithm,
   type ParsedCsr,
   parseCsr,
+  parseCsrAsync,
   parseCsrDer,
 } from './csr.ts';
 export { createCsr } from './csr-builder.ts';

@@ -20,6 +20,7 @@ import {
   assertIssuance,
   assertLimit,
   assertReason,
+  assertSequenceFloor,
   assertSequenceName,
   assertTaskEnd,
   compareFeedPositions,
@@ -558,6 +559,11 @@ export class MemoryStore implements CredentialStore {
     return true;
   }
 
+  async heldMarks(scope: string, keys: readonly string[]): Promise<boolean[]> {
+    this.#open();
+    return keys.map((key) => this.#liveEphemeral(this.#ephemeralKey('once', scope, key)) !== undefined);
+  }
+
   async putEphemeral(scope: string, key: string, value: string, expiresAt: number): Promise<void> {
     this.#open();
     this.#pruneEphemeral();
@@ -616,12 +622,27 @@ export class MemoryStore implements CredentialStore {
     return this.#keyMaterial.get(name) ?? null;
   }
 
+  async swapKeyMaterial(
+    name: string,
+    expected: string | null,
+    value: string,
+    opts: { alsoDelete?: string | undefined } = {},
+  ): Promise<boolean> {
+    this.#open();
+    if (value === '') throw new TypeError('key material cannot be empty');
+    if ((this.#keyMaterial.get(name) ?? null) !== expected) return false;
+    this.#keyMaterial.set(name, value);
+    if (opts.alsoDelete !== undefined && opts.alsoDelete !== name) this.#keyMaterial.delete(opts.alsoDelete);
+    return true;
+  }
+
   readonly #sequences = new Map<string, number>();
 
-  async nextSequence(name: string): Promise<number> {
+  async nextSequence(name: string, floor = 0): Promise<number> {
     this.#open();
     assertSequenceName(name);
-    const next = (this.#sequences.get(name) ?? 0) + 1;
+    assertSequenceFloor(floor);
+    const next = Math.max((this.#sequences.get(name) ?? 0) + 1, floor);
     this.#sequences.set(name, next);
     return next;
   }

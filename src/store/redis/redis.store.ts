@@ -16,6 +16,8 @@
 //   <p>revocations            stream  the public revocation feed, XADD `*` ids; fields k kind (t|c), t task,
 //                                     c credential id, y type, x expiresAt, r reason, v revokedAt (no SPIFFE ID)
 //   <p>entries                hash    entry id -> entry JSON
+//   <p>entries:version        string  random, set anew by every entry write (put-entry, delete-entry): replicas
+//                                     keep the entries in process and re-read them only when it has changed
 //   <p>jt:<hash>              string  join token JSON; expires with the token
 //   <p>keys:<name>            string  shared key material; never expires
 // A credential key (and its cidx) expires at expiresAt + retention, the task keys at max(deadline, latest
@@ -56,6 +58,7 @@ import {
   assertIssuance,
   assertLimit,
   assertReason,
+  assertSequenceFloor,
   assertSequenceName,
   assertTaskEnd,
   compareKeys,
@@ -137,6 +140,7 @@ export function redisKeys(prefix: string) {
     tasksEnding: `${prefix}tasks:ending`,
     revocations: `${prefix}revocations`,
     entries: `${prefix}entries`,
+    entriesVersion: `${prefix}entries:version`,
     joinToken: (hash: string) => `${prefix}jt:${hash}`,
     keyMaterial: (name: string) => `${prefix}keys:${name}`,
     sequence: (name: string) => `${prefix}seq:${name}`,
@@ -187,10 +191,13 @@ export const CREDENTIAL_FIELDS = {
 
 const SCRIPTS = {
   writRecordIssuance: 'record-issuance-7.lua',
-  writPutEntry: 'put-entry-1.lua',
+  writPutEntry: 'put-entry-2.lua',
+  writDeleteEntry: 'delete-entry-2.lua',
   writEndTask: 'end-task-5.lua',
   writFanOutTask: 'fan-out-4.lua',
   writRevokeCredential: 'revoke-credential-3.lua',
+  writSwapKeyMaterial: 'swap-key-material-2.lua',
+  writNextSequence: 'next-sequence-1.lua',
 } as const;
 
 type ScriptName = keyof typeof SCRIPTS;
@@ -348,6 +355,11 @@ export class RedisStore implements CredentialStore {
   readonly #clock: Clock;
   readonly #retention: number;
   readonly #timeoutMs: number;
+  /**
+   * The entries as last read, with the version they were read at. Every listEntries checks the version (one
+   * small read) and re-reads the entries only when another write has happened since, on any replica.
+   */
+  #entryCache: { version: string; entries: readonly RegistrationEntry[] } | undefined;
   /** The store's own connection for blocking feed reads, made on first use. */
   #blocking: Promise<Redis> | undefined;
   #closed = false;
@@ -385,8 +397,29 @@ export class RedisStore implements CredentialStore {
   }
 
   async listEntries(): Promise<RegistrationEntry[]> {
-    const values = await this.#call(() => this.#redis.hvals(this.#keys.entries));
-    return values.map((json) => parseStored(storedEntry, json, 'entry')).sort(byCreation);
+    const k = this.#keys;
+    const cached = this.#entryCache;
+    // The version is read on every call: an entry deleted or changed on another replica is seen at once.
+    const version = await this.#call(() => this.#redis.get(k.entriesVersion));
+    if (cached !== undefined && version !== null && version === cached.version) return [...cached.entries];
+    // Version and entries in one transaction, so that the entries cached are exactly those of that version.
+    const [readVersion, values] = await this.#call(async () => {
+      const replies = await this.#redis.multi().get(k.entriesVersion).hvals(k.entries).exec();
+      if (replies === null) throw new Error('transaction aborted');
+      const [[versionError, v], [valuesError, vals]] = replies as [
+        [Error | null, unknown],
+        [Error | null, unknown],
+      ];
+      if (versionError) throw versionError;
+      if (valuesError) throw valuesError;
+      return [v, vals] as const;
+    });
+    const entries = parseStored(stringList, values, 'entries')
+      .map((json) => freezeEntry(parseStored(storedEntry, json, 'entry')))
+      .sort(byCreation);
+    // Without a version (entries written by hand, or by an older broker) nothing is cached: re-read each time.
+    this.#entryCache = typeof readVersion === 'string' ? { version: readVersion, entries } : undefined;
+    return [...entries];
   }
 
   async updateEntry(id: string, input: RegistrationEntryInput): Promise<RegistrationEntry | null> {
@@ -401,18 +434,23 @@ export class RedisStore implements CredentialStore {
   }
 
   async deleteEntry(id: string): Promise<boolean> {
-    const removed = await this.#call(() => this.#redis.hdel(this.#keys.entries, id));
-    return removed > 0;
+    const k = this.#keys;
+    const removed = await this.#call(() =>
+      this.#scripts.writDeleteEntry(k.entries, k.entriesVersion, id, randomUUID()),
+    );
+    return parseStored(z.number().int(), removed, 'script reply') > 0;
   }
 
   async #putEntry(entry: RegistrationEntry, mode: 'create' | 'replace') {
     const reply = await this.#call(() =>
       this.#scripts.writPutEntry(
         this.#keys.entries,
+        this.#keys.entriesVersion,
         entry.id,
         mode,
         JSON.stringify(entry),
         entry.spiffeId,
+        randomUUID(),
         ...entry.selectors,
       ),
     );
@@ -881,6 +919,19 @@ export class RedisStore implements CredentialStore {
     return reply === 1;
   }
 
+  async heldMarks(scope: string, keys: readonly string[]): Promise<boolean[]> {
+    if (keys.length === 0) return [];
+    const names = keys.map((key) => this.#ephemeralKey('once', scope, key));
+    const values = parseStored(
+      z.array(z.string().nullable()),
+      await this.#call(() => this.#redis.mget(...names)),
+      'marks',
+    );
+    // A mark holds its expiresAt by the injected clock (see MARK_ONCE); the key itself may outlive it.
+    const now = seconds(this.#clock);
+    return values.map((value) => value !== null && Number(value) > now);
+  }
+
   async putEphemeral(scope: string, key: string, value: string, expiresAt: number): Promise<void> {
     const k = this.#ephemeralKey('eph', scope, key);
     const json = JSON.stringify({ v: value, e: expiresAt });
@@ -964,9 +1015,32 @@ export class RedisStore implements CredentialStore {
     return this.#call(() => this.#redis.get(this.#keys.keyMaterial(name)));
   }
 
-  async nextSequence(name: string): Promise<number> {
+  async swapKeyMaterial(
+    name: string,
+    expected: string | null,
+    value: string,
+    opts: { alsoDelete?: string | undefined } = {},
+  ): Promise<boolean> {
+    if (value === '') throw new TypeError('key material cannot be empty');
+    const reply = await this.#call(() =>
+      this.#scripts.writSwapKeyMaterial(
+        this.#keys.keyMaterial(name),
+        this.#keys.keyMaterial(opts.alsoDelete ?? name),
+        expected ?? '',
+        value,
+      ),
+    );
+    return reply === 1;
+  }
+
+  async nextSequence(name: string, floor = 0): Promise<number> {
     assertSequenceName(name);
-    const value = await this.#call(() => this.#redis.incr(this.#keys.sequence(name)));
+    assertSequenceFloor(floor);
+    const value = await this.#call(() =>
+      floor > 0
+        ? this.#scripts.writNextSequence(this.#keys.sequence(name), String(floor))
+        : this.#redis.incr(this.#keys.sequence(name)),
+    );
     return parseStored(z.number().int().min(1).max(Number.MAX_SAFE_INTEGER), value, 'sequence');
   }
 
@@ -1018,6 +1092,13 @@ function buildEntry(
   if (input.x509Ttl !== undefined) entry.x509Ttl = input.x509Ttl;
   if (input.taskDeadline !== undefined) entry.taskDeadline = input.taskDeadline;
   return entry;
+}
+
+/** Cached entries are shared by every caller: frozen, so that none can change another's view. */
+function freezeEntry(entry: RegistrationEntry): RegistrationEntry {
+  Object.freeze(entry.selectors);
+  if (entry.audiences !== undefined) Object.freeze(entry.audiences);
+  return Object.freeze(entry);
 }
 
 function byCreation(a: RegistrationEntry, b: RegistrationEntry): number {

@@ -118,6 +118,47 @@ describe('a generated root CA', () => {
     },
   );
 
+  it.each(['p256', 'p384', 'rsa2048', 'ed25519'])(
+    'issueX509SvidAsync (threadpool signing and check) issues a %s X509-SVID that openssl accepts',
+    async (keyName) => {
+      const csr = parseCsr(csrs.get(keyName)!);
+      const now = nowSeconds();
+      const id = `spiffe://${TD}/ns/prod/sa/async`;
+      const leaf = await ca.issueX509SvidAsync({
+        spiffeId: id,
+        spki: csr.spki,
+        publicKey: csr.publicKey,
+        notAfter: now + 900,
+        now,
+        backdate: 30,
+      });
+      expect((await opensslVerify(t, ca, leaf)).ok).toBe(true);
+      const x509 = new X509Certificate(leaf.der);
+      expect(x509.verify(ca.publicKey)).toBe(true);
+      expect(x509.subjectAltName).toBe(`URI:${id}`);
+      expect(x509.serialNumber.toLowerCase()).toBe(leaf.serialHex);
+      expect([leaf.notBefore, leaf.notAfter]).toEqual([now - 30, now + 900]);
+      expect(x509.publicKey.equals(csr.publicKey)).toBe(true);
+    },
+  );
+
+  it('issueX509SvidAsync refuses what issueX509Svid refuses, with the same errors', async () => {
+    const csr = parseCsr(csrs.get('p256')!);
+    const now = nowSeconds();
+    const base = { spki: csr.spki, publicKey: csr.publicKey, notAfter: now + 900, now };
+    await expect(ca.issueX509SvidAsync({ ...base, spiffeId: 'spiffe://other.org/a' })).rejects.toThrow(
+      /trust domain/,
+    );
+    await expect(ca.issueX509SvidAsync({ ...base, spiffeId: `spiffe://${TD}` })).rejects.toThrow(/workload/);
+    // A key that is not the CSR's: the minted certificate fails its check (public key), nothing is returned.
+    const other = parseCsr(csrs.get('p384')!);
+    const error = await ca
+      .issueX509SvidAsync({ ...base, publicKey: other.publicKey, spiffeId: `spiffe://${TD}/a` })
+      .catch((e: unknown) => e);
+    expect(error).toBeInstanceOf(CaError);
+    expect((error as CaError).message).toMatch(/public key/);
+  });
+
   it('writes the SPIFFE X509-SVID profile, as openssl x509 -text reads it', async () => {
     const leaf = svid();
     const text = await x509Text(t, leaf);

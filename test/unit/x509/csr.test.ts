@@ -1,6 +1,6 @@
 import { createPublicKey, ECDH, generateKeyPairSync, type KeyObject, randomBytes, sign } from 'node:crypto';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { CSR_MAX_PEM_CHARS, parseCsr } from '../../../src/keys/x509/csr.ts';
+import { CSR_MAX_PEM_CHARS, parseCsr, parseCsrAsync } from '../../../src/keys/x509/csr.ts';
 import { createCsr } from '../../../src/keys/x509/csr-builder.ts';
 import {
   type Asn1,
@@ -145,6 +145,18 @@ describe('parseCsr with CSRs made by openssl req -new', () => {
           ours = false;
         }
         expect({ file: k.file, ours }).toEqual({ file: k.file, ours: theirs });
+        // The hot path's variant (signature verified on the threadpool) gives the same verdict and result.
+        const async = await parseCsrAsync(k.pem).then(
+          (parsed) => parsed,
+          () => null,
+        );
+        expect({ file: k.file, ours: async !== null }).toEqual({ file: k.file, ours: theirs });
+        if (async !== null) {
+          const sync = parseCsr(k.pem);
+          expect(async.spki.equals(sync.spki)).toBe(true);
+          expect(async.publicKey.equals(sync.publicKey)).toBe(true);
+          expect([async.keyType, async.signatureAlgorithm]).toEqual([sync.keyType, sync.signatureAlgorithm]);
+        }
       }
     }
   });
@@ -174,6 +186,23 @@ describe('parseCsr with CSRs made by openssl req -new', () => {
     const der = pemToDer(pems.get(name)!);
     expectRefused(csrPem(flipByteAt(der, der.length - 2)), 'ERR_CSR_SIGNATURE');
   });
+
+  it.each(['p256', 'rsa2048', 'ed25519', 'rsa-pss'])(
+    'parseCsrAsync refuses a %s CSR with a tampered subject, key or signature byte with ERR_CSR_SIGNATURE',
+    async (name) => {
+      const der = pemToDer(pems.get(name)!);
+      const spki = parseCsr(pems.get(name)!).spki;
+      for (const at of [
+        der.indexOf(Buffer.from('workload-cn')) + 3,
+        der.indexOf(spki) + spki.length - 10,
+        der.length - 2,
+      ]) {
+        const error = await parseCsrAsync(csrPem(flipByteAt(der, at))).catch((e: unknown) => e);
+        expect(error).toBeInstanceOf(CsrError);
+        expect((error as CsrError).code).toBe('ERR_CSR_SIGNATURE');
+      }
+    },
+  );
 
   it('accepts the legacy NEW CERTIFICATE REQUEST label', () => {
     const pem = pems.get('p256')!.replaceAll('CERTIFICATE REQUEST', 'NEW CERTIFICATE REQUEST');

@@ -2,14 +2,19 @@
   Creates or replaces one registration entry unless another entry has the same SPIFFE ID and the same
   set of selectors (order and repeats ignored). O(number of entries): entries are few and admin-made.
 
+  Every write also sets the entries version to a new random value, so that every replica's in-process copy of
+  the entries (read with the version in one MULTI) knows at once that it is stale.
+
   Input:
     KEYS[1] entries hash          <prefix>entries   (field: entry id, value: entry JSON)
+    KEYS[2] entries version       <prefix>entries:version   (string: random, new on every write)
 
     ARGV[1] entry id
     ARGV[2] mode: create (the id must be unused) | replace (the entry must exist)
     ARGV[3] the new entry JSON
     ARGV[4] its SPIFFE ID
-    ARGV[5..] its selectors
+    ARGV[5] the new entries version (random)
+    ARGV[6..] its selectors
 
   Output: code
      1 written
@@ -23,7 +28,7 @@ local spiffeId = ARGV[4]
 
 local wanted = {}
 local wantedCount = 0
-for i = 5, #ARGV do
+for i = 6, #ARGV do
   if not wanted[ARGV[i]] then
     wanted[ARGV[i]] = true
     wantedCount = wantedCount + 1
@@ -65,4 +70,5 @@ for i = 1, #all, 2 do
 end
 
 redis.call('HSET', KEYS[1], id, ARGV[3])
+redis.call('SET', KEYS[2], ARGV[5])
 return 1

@@ -1,0 +1,27 @@
+// Which policies read facts of attestation time (selectors, posture): a decision made without attestation
+// (/v1/authorize at use time, an X.509-SVID renewal over mTLS) cannot honour them, so it fails closed.
+import type { PolicyEngine } from './engine.ts';
+
+const READS_ATTESTATION_FACTS = /(\.\s*|\bhas\s+)(selectors|posture)\b/;
+const cache = new WeakMap<object, Map<string, string[]>>();
+
+/**
+ * The ids of the policies for `action` that read `selectors` or `posture`. A forbid on selectors must never be
+ * skipped because the request has none: a caller that cannot supply them denies when this is not empty.
+ */
+export function policiesNeedingAttestationFacts(policy: PolicyEngine, action: string): string[] {
+  const set = policy.policySet;
+  let byAction = cache.get(set);
+  if (!byAction) {
+    byAction = new Map();
+    cache.set(set, byAction);
+  }
+  let ids = byAction.get(action);
+  if (!ids) {
+    ids = (set.byAction.get(action) ?? []).filter((id) =>
+      READS_ATTESTATION_FACTS.test(set.staticPolicies[id] ?? ''),
+    );
+    byAction.set(action, ids);
+  }
+  return ids;
+}
