@@ -2,7 +2,8 @@
 // (/v1/authorize at use time, an X.509-SVID renewal over mTLS) cannot honour them, so it fails closed.
 import type { PolicyEngine } from './engine.ts';
 
-const READS_ATTESTATION_FACTS = /(\.\s*|\bhas\s+)(selectors|posture)\b/;
+/** Attributes only attestation knows: the workload's selectors and posture facts. */
+const ATTESTATION_FACTS: readonly string[] = ['selectors', 'posture'];
 const cache = new WeakMap<object, Map<string, string[]>>();
 
 /**
@@ -18,9 +19,12 @@ export function policiesNeedingAttestationFacts(policy: PolicyEngine, action: st
   }
   let ids = byAction.get(action);
   if (!ids) {
-    ids = (set.byAction.get(action) ?? []).filter((id) =>
-      READS_ATTESTATION_FACTS.test(set.staticPolicies[id] ?? ''),
-    );
+    // From Cedar's parse of each policy (every `.attr`, `["attr"]` and `has attr`), not from its text: a
+    // spelling the text search missed would skip a forbid. Any attribute of these names counts.
+    ids = (set.byAction.get(action) ?? []).filter((id) => {
+      const read = set.attributesByPolicy.get(id);
+      return read === undefined || ATTESTATION_FACTS.some((a) => read.has(a));
+    });
     byAction.set(action, ids);
   }
   return ids;

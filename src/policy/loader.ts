@@ -74,6 +74,11 @@ export interface CompiledPolicySet {
   readonly byAction: ReadonlyMap<string, readonly string[]>;
   /** Every attribute name a policy reads (`.x`, `has x`): a request carries only these. */
   readonly attributesRead: ReadonlySet<string>;
+  /**
+   * The attribute names each policy reads, by `@id`, from Cedar's own parse (so `p["x"]` and `p.x` alike),
+   * never from the policy text.
+   */
+  readonly attributesByPolicy: ReadonlyMap<string, ReadonlySet<string>>;
   /** Whether a policy names an action group, so requests must carry the action's ancestors. */
   readonly namesActionGroups: boolean;
 }
@@ -158,11 +163,15 @@ function compile(sources: PolicySources, problems: PolicyProblem[]): CompiledPol
 
   const staticPolicies: Record<string, string> = {};
   const attributesRead = new Set<string>();
+  const attributesByPolicy = new Map<string, ReadonlySet<string>>();
   let namesActionGroups = false;
   for (const p of compiled) {
     if (!p.usable) continue;
     staticPolicies[p.info.id] = p.text;
-    collectAttributes(p.json, attributesRead);
+    const own = new Set<string>();
+    collectAttributes(p.json, own);
+    attributesByPolicy.set(p.info.id, own);
+    for (const a of own) attributesRead.add(a);
     if (!namesActionGroups && namesAnyOf(p.json, schema.groups)) namesActionGroups = true;
   }
   const byAction = new Map<string, string[]>();
@@ -183,6 +192,7 @@ function compile(sources: PolicySources, problems: PolicyProblem[]): CompiledPol
     staticPolicies,
     byAction,
     attributesRead,
+    attributesByPolicy,
     namesActionGroups,
   };
 }
