@@ -322,6 +322,7 @@ const fanOutReply = z.tuple([z.number().int().nonnegative(), z.union([z.literal(
 const revokeReply = z.tuple([z.number().int(), z.array(z.string()), z.array(z.string())]);
 const hashReply = z.record(z.string(), z.string());
 const stringList = z.array(z.string());
+const markValues = z.array(z.string().nullable());
 
 function parseStored<S extends z.ZodType>(schema: S, value: unknown, what: string): z.output<S> {
   const parsed = schema.safeParse(value);
@@ -922,11 +923,7 @@ export class RedisStore implements CredentialStore {
   async heldMarks(scope: string, keys: readonly string[]): Promise<boolean[]> {
     if (keys.length === 0) return [];
     const names = keys.map((key) => this.#ephemeralKey('once', scope, key));
-    const values = parseStored(
-      z.array(z.string().nullable()),
-      await this.#call(() => this.#redis.mget(...names)),
-      'marks',
-    );
+    const values = parseStored(markValues, await this.#call(() => this.#redis.mget(...names)), 'marks');
     // A mark holds its expiresAt by the injected clock (see MARK_ONCE); the key itself may outlive it.
     const now = seconds(this.#clock);
     return values.map((value) => value !== null && Number(value) > now);
