@@ -53,6 +53,9 @@ export function createRedis(url: string, commandTimeout: number): Redis {
   return new Redis(url, {
     lazyConnect: true,
     enableOfflineQueue: false,
+    // A command whose reply was lost with the connection fails (503) instead of running a second time: a
+    // script that ran (an audit batch, a token spent) must not be applied twice.
+    autoResendUnfulfilledCommands: false,
     enableAutoPipelining: true,
     maxRetriesPerRequest: 1,
     commandTimeout,

@@ -4,7 +4,7 @@
 //   <p>audit        stream  one entry per record, entry id `<seq>-0` (so a page `after` a seq is one XRANGE);
 //                           fields seq, time, type, actor, [subject], [decision], [policies] (JSON array),
 //                           [details] (JSON object), prev, hash. Never trimmed unless `maxLen` is set.
-//   <p>audit:head   hash    seq, hash of the newest record: the chain head, written with every append. It lets
+//   <p>audit:head   hash    seq, hash of the newest record (and the id of the batch that wrote it): the chain head, written with every append. It lets
 //                           verify notice a truncated trail, and keeps a deleted stream from restarting at genesis.
 // Why a stream: records are append-only and ordered, pageable by id, and can be followed with XREAD by an
 // external shipper. Redis can still be rewritten by whoever has write access (XDEL, or DEL and re-XADD with
@@ -21,6 +21,7 @@
 // Like the credential store this targets a standalone Redis: the two keys have no common hash tag.
 // Failures: as the credential store, fail closed (ERR_STORE_UNAVAILABLE; an unanswered append may still land).
 
+import { randomUUID } from 'node:crypto';
 import type { Redis } from 'ioredis';
 import { z } from 'zod';
 import { WritError } from '../errors.ts';
@@ -167,7 +168,14 @@ export class RedisAuditLog implements AuditLog {
       const records = this.#seal(events, head);
       const first = records[0]!;
       const last = records[records.length - 1]!;
-      const args: (string | number)[] = [first.prev, first.seq, last.hash, this.#maxLen ?? 0, records.length];
+      const args: (string | number)[] = [
+        first.prev,
+        first.seq,
+        last.hash,
+        this.#maxLen ?? 0,
+        records.length,
+        randomUUID(),
+      ];
       for (const record of records) {
         const fields = toFields(record);
         args.push(fields.length, ...fields);

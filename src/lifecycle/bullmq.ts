@@ -78,6 +78,8 @@ export async function startLifecycleWorker(
     prefix: string;
     concurrency?: number;
     closeGraceMs?: number;
+    /** How often the repeatable jobs are registered again (they are lost if Redis restarts empty); 10 s. */
+    rescheduleMs?: number;
     /** Given: the worker also runs key rotation (a repeatable job every keys.rotation.checkInterval). */
     rotation?: RotationConfig | undefined;
   },
@@ -124,27 +126,34 @@ export async function startLifecycleWorker(
     prefix,
   });
   queue.on('error', (err) => deps.logger.warn({ err: { message: err.message } }, 'lifecycle queue error'));
-  await queue.upsertJobScheduler(
-    'sweep',
-    { every: lifecycle.sweepIntervalMs },
-    { name: 'sweep', data: {}, opts: { removeOnComplete: true, removeOnFail: { count: 100 } } },
-  );
-  await queue.upsertJobScheduler(
-    'deadlines',
-    { every: lifecycle.deadlineIntervalMs },
-    { name: 'deadlines', data: {}, opts: { removeOnComplete: true, removeOnFail: { count: 100 } } },
-  );
-  if (opts.rotation) {
-    await queue.upsertJobScheduler(
-      'rotate-keys',
-      { every: opts.rotation.keys.rotation.checkInterval * 1000 },
-      { name: 'rotate-keys', data: {}, opts: { removeOnComplete: true, removeOnFail: { count: 100 } } },
+  const schedules: Array<[LifecycleJobName, number]> = [
+    ['sweep', lifecycle.sweepIntervalMs],
+    ['deadlines', lifecycle.deadlineIntervalMs],
+  ];
+  if (opts.rotation) schedules.push(['rotate-keys', opts.rotation.keys.rotation.checkInterval * 1000]);
+  const ensureSchedules = async () => {
+    for (const [name, every] of schedules) {
+      await queue.upsertJobScheduler(
+        name,
+        { every },
+        { name, data: {}, opts: { removeOnComplete: true, removeOnFail: { count: 100 } } },
+      );
+    }
+  };
+  await ensureSchedules();
+  // Repeatable jobs live in Redis: a Redis restarted empty under a running worker would lose them, and tasks
+  // would no longer be ended at their deadline. Upserting is idempotent; it is redone every so often.
+  const reschedule = setInterval(() => {
+    ensureSchedules().catch((err: unknown) =>
+      deps.logger.warn({ err }, 'could not re-register the repeatable lifecycle jobs; retrying'),
     );
-  }
+  }, opts.rescheduleMs ?? 10_000);
+  reschedule.unref();
   await worker.waitUntilReady();
   deps.logger.info({ queue: QUEUE_NAME, prefix }, 'lifecycle worker started');
   return {
     async close() {
+      clearInterval(reschedule);
       // A worker whose blocking connection is stuck (Redis restarted under it) may never finish a graceful
       // close; after the grace period its connections are cut. Jobs are idempotent and retried.
       const graceful = worker.close();

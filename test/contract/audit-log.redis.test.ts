@@ -104,7 +104,12 @@ describe('RedisAuditLog', () => {
         ],
       ],
     ]);
-    expect(await redis.hgetall(keys.head)).toEqual({ seq: '1', hash: record.hash });
+    // the head, and the random id of the batch that wrote it (a resent call is recognised by it)
+    expect(await redis.hgetall(keys.head)).toEqual({
+      seq: '1',
+      hash: record.hash,
+      batch: expect.stringMatching(/^[0-9a-f-]{36}$/),
+    });
     expect(await redis.pttl(keys.stream)).toBe(-1); // never expires
   });
 

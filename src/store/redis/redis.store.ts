@@ -187,6 +187,9 @@ export const CREDENTIAL_FIELDS = {
   revokedReason: 'w',
 } as const;
 
+/** Cached registration entries are re-read at least this often, whatever the version key says. */
+const ENTRY_CACHE_MAX_AGE_MS = 1_000;
+
 // ---- Lua scripts: files in ./lua named <name>-<numKeys>.lua, registered under these command names.
 
 const SCRIPTS = {
@@ -360,7 +363,7 @@ export class RedisStore implements CredentialStore {
    * The entries as last read, with the version they were read at. Every listEntries checks the version (one
    * small read) and re-reads the entries only when another write has happened since, on any replica.
    */
-  #entryCache: { version: string; entries: readonly RegistrationEntry[] } | undefined;
+  #entryCache: { version: string; entries: readonly RegistrationEntry[]; readAt: number } | undefined;
   /** The store's own connection for blocking feed reads, made on first use. */
   #blocking: Promise<Redis> | undefined;
   #closed = false;
@@ -402,7 +405,17 @@ export class RedisStore implements CredentialStore {
     const cached = this.#entryCache;
     // The version is read on every call: an entry deleted or changed on another replica is seen at once.
     const version = await this.#call(() => this.#redis.get(k.entriesVersion));
-    if (cached !== undefined && version !== null && version === cached.version) return [...cached.entries];
+    // A write that does not bump the version (an older broker during an upgrade, an operator's HDEL) is seen
+    // within ENTRY_CACHE_MAX_AGE_MS all the same.
+    if (
+      cached !== undefined &&
+      version !== null &&
+      version === cached.version &&
+      performance.now() - cached.readAt < ENTRY_CACHE_MAX_AGE_MS
+    ) {
+      return [...cached.entries];
+    }
+    const readAt = performance.now();
     // Version and entries in one transaction, so that the entries cached are exactly those of that version.
     const [readVersion, values] = await this.#call(async () => {
       const replies = await this.#redis.multi().get(k.entriesVersion).hvals(k.entries).exec();
@@ -419,7 +432,8 @@ export class RedisStore implements CredentialStore {
       .map((json) => freezeEntry(parseStored(storedEntry, json, 'entry')))
       .sort(byCreation);
     // Without a version (entries written by hand, or by an older broker) nothing is cached: re-read each time.
-    this.#entryCache = typeof readVersion === 'string' ? { version: readVersion, entries } : undefined;
+    this.#entryCache =
+      typeof readVersion === 'string' ? { version: readVersion, entries, readAt } : undefined;
     return [...entries];
   }
 
