@@ -25,11 +25,8 @@ export function memberIdSchema(trustDomain: string) {
   });
 }
 
-const audienceSchema = z
-  .string()
-  .min(1)
-  .max(512)
-  .regex(/^[^\p{Cc}]+$/u, 'no control characters');
+const AUDIENCE_TEXT = /^[^\p{Cc}]+$/u;
+const audienceSchema = z.string().min(1).max(512).regex(AUDIENCE_TEXT, 'no control characters');
 
 export function jwtSvidRequestSchema(trustDomain: string) {
   return z.strictObject({
@@ -44,6 +41,42 @@ export function jwtSvidRequestSchema(trustDomain: string) {
       .regex(/^apr_[A-Za-z0-9_-]{22}$/, 'an approval id')
       .optional(),
   });
+}
+
+/**
+ * The common JWT-SVID request — `attestor`, `evidence`, `audience` and maybe `ttl`, nothing else — checked
+ * by hand: the body when it passes every rule of jwtSvidRequestSchema (so that the schema would accept it
+ * as it is), else undefined, and the schema decides, with its errors. It never refuses anything itself.
+ */
+export function commonJwtSvidRequest(
+  body: unknown,
+): z.infer<ReturnType<typeof jwtSvidRequestSchema>> | undefined {
+  if (typeof body !== 'object' || body === null || Object.getPrototypeOf(body) !== Object.prototype) {
+    return undefined;
+  }
+  const b = body as Record<string, unknown>;
+  let keys = 0;
+  for (const key in b) {
+    if (!Object.hasOwn(b, key)) return undefined;
+    if (key !== 'attestor' && key !== 'evidence' && key !== 'audience' && key !== 'ttl') return undefined;
+    keys++;
+  }
+  const { attestor, evidence, audience, ttl } = b;
+  if (keys !== Object.getOwnPropertyNames(b).length) return undefined;
+  if (typeof attestor !== 'string' || attestor.length < 1 || attestor.length > 64) return undefined;
+  if (evidence === undefined) return undefined;
+  if (!Array.isArray(audience) || audience.length < 1 || audience.length > 16) return undefined;
+  for (const a of audience) {
+    if (typeof a !== 'string' || a.length < 1 || a.length > 512 || !AUDIENCE_TEXT.test(a)) return undefined;
+  }
+  if (ttl !== undefined && !(typeof ttl === 'number' && Number.isSafeInteger(ttl) && ttl >= 1))
+    return undefined;
+  return {
+    attestor,
+    evidence,
+    audience: [...(audience as string[])],
+    ...(ttl === undefined ? {} : { ttl: ttl as number }),
+  };
 }
 
 export function entrySchema(trustDomain: string) {

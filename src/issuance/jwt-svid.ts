@@ -11,6 +11,7 @@ import { isMemberOf, isTrustDomainId } from '../spiffe/spiffe-id.ts';
 import {
   type CredentialRecord,
   type CredentialType,
+  type RegistrationEntry,
   seconds,
   type TaskInit,
   type TaskRecord,
@@ -45,13 +46,22 @@ export interface Plan {
   ttl: number;
 }
 
+export interface PlanOptions {
+  /**
+   * The registration entries, already being read (`deps.store.listEntries()` started when the request
+   * arrived, in the same round trip as its rate-limit check). Read here when not given.
+   */
+  entries?: Promise<RegistrationEntry[]> | undefined;
+}
+
 /** Attests the caller and decides what it may have: identity, audiences, task and TTL. */
 export async function planJwtSvid(
   deps: Deps,
   req: JwtSvidRequest,
   sourceIp: string | undefined,
+  opts: PlanOptions = {},
 ): Promise<{ plan: Plan; attestation: VerifiedAttestation }> {
-  return planSvid(deps, req, sourceIp, 'jwt');
+  return planSvid(deps, req, sourceIp, 'jwt', opts);
 }
 
 /** What planning needs of a request; an X.509-SVID request has no audience (`[]`). */
@@ -66,6 +76,7 @@ export async function planSvid(
   req: SvidPlanRequest,
   sourceIp: string | undefined,
   credentialType: CredentialType,
+  opts: PlanOptions = {},
 ): Promise<{ plan: Plan; attestation: VerifiedAttestation }> {
   const { config } = deps;
   const creds = config.credentials;
@@ -73,7 +84,7 @@ export async function planSvid(
     throw new WritError('ERR_TTL_INVALID', `ttl must be between 1 and ${creds.maxTtl} seconds`);
   }
   const attestation = await deps.attestors.attest(req.attestor, req.evidence, sourceIp);
-  const entries = await deps.store.listEntries();
+  const entries = await (opts.entries ?? deps.store.listEntries());
   const { spiffeId, entry } = resolveIdentity(attestation, entries, req.spiffeId);
   // Defence in depth: whatever the entries say, only workload IDs of our own trust domain are minted.
   if (!isMemberOf(spiffeId, config.trustDomain) || isTrustDomainId(spiffeId)) {
@@ -195,8 +206,13 @@ export const AUDITED_DENIALS: ReadonlySet<string> = new Set([
 ]);
 
 /** Issues a JWT-SVID; every issuance and every denial lands in the audit trail. */
-export function issueJwtSvid(deps: Deps, req: JwtSvidRequest, sourceIp?: string): Promise<IssuedJwtSvid> {
-  return audited(deps, 'jwt', req, sourceIp, () => mintJwtSvid(deps, req, sourceIp), {
+export function issueJwtSvid(
+  deps: Deps,
+  req: JwtSvidRequest,
+  sourceIp?: string,
+  opts: PlanOptions = {},
+): Promise<IssuedJwtSvid> {
+  return audited(deps, 'jwt', req, sourceIp, () => mintJwtSvid(deps, req, sourceIp, opts), {
     audience: req.audience,
   });
 }
@@ -274,8 +290,13 @@ export async function auditDenial(
   }
 }
 
-async function mintJwtSvid(deps: Deps, req: JwtSvidRequest, sourceIp?: string): Promise<IssuedJwtSvid> {
-  const { plan, attestation } = await planJwtSvid(deps, req, sourceIp);
+async function mintJwtSvid(
+  deps: Deps,
+  req: JwtSvidRequest,
+  sourceIp: string | undefined,
+  opts: PlanOptions,
+): Promise<IssuedJwtSvid> {
+  const { plan, attestation } = await planJwtSvid(deps, req, sourceIp, opts);
   const key = deps.keys.current();
   const now = seconds(deps.clock);
   let expiresAt = Math.min(now + plan.ttl, plan.task.deadline);

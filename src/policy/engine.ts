@@ -25,21 +25,40 @@ interface Active {
   readonly slot: 0 | 1;
   /** The pre-parsed slice of each action that has policies; an action without one is denied unevaluated. */
   readonly sliceIds: ReadonlyMap<string, string>;
+  /** Decisions of this set by the exact Cedar request (see `decide`); dropped with the set. */
+  readonly decisions: Map<string, Decision>;
 }
+
+export interface PolicyEngineOptions {
+  /**
+   * How many decisions to remember per loaded set (default 4,096; 0: none). A decision is a pure function of
+   * the policies and the Cedar request, and the request holds only the attributes policies read: requests
+   * that agree on all of those (the same workload, audience and action, with policies that read no
+   * per-request value such as `task` or `now`) get the remembered answer without a call into Cedar.
+   */
+  decisionCache?: number | undefined;
+}
+
+const DEFAULT_DECISION_CACHE = 4096;
+const MAX_CACHED_REQUEST = 2048;
 
 export class PolicyEngine {
   // Cedar keeps pre-parsed sets in a process-wide cache without eviction: two slots per engine, alternating,
   // so reloads overwrite the sets no longer in use instead of piling up.
   readonly #base = `writ-policy-${randomUUID()}`;
+  readonly #cacheSize: number;
   #active: Active;
   #reloads: Promise<unknown> = Promise.resolve();
 
   /** Loads `dir` (see loadPolicySet) and pre-parses it. Throws PolicyError. */
-  static async load(opts: { dir: string }): Promise<PolicyEngine> {
-    return new PolicyEngine(await loadPolicySet(opts));
+  static async load(opts: { dir: string } & PolicyEngineOptions): Promise<PolicyEngine> {
+    return new PolicyEngine(await loadPolicySet({ dir: opts.dir }), opts);
   }
 
-  constructor(set: CompiledPolicySet) {
+  constructor(set: CompiledPolicySet, opts: PolicyEngineOptions = {}) {
+    const size = opts.decisionCache ?? DEFAULT_DECISION_CACHE;
+    if (!Number.isSafeInteger(size) || size < 0) throw new TypeError('decisionCache must be a whole number');
+    this.#cacheSize = size;
     this.#active = this.#prepare(set, 0);
   }
 
@@ -86,6 +105,33 @@ export class PolicyEngine {
     if (typeof built === 'string') return deny([], [`request: ${built}`]);
     const sliceId = active.sliceIds.get(request.action);
     if (sliceId === undefined) return deny([], []); // no policy can permit this action
+    // Keyed by everything Cedar is given (the slice is fixed by the action, which the request names).
+    let key = this.#cacheSize > 0 ? JSON.stringify(built) : undefined;
+    // Large requests (many caller facts at /v1/authorize) are not kept: the cache stays a few MB at most.
+    if (key !== undefined && key.length > MAX_CACHED_REQUEST) key = undefined;
+    if (key !== undefined) {
+      const known = active.decisions.get(key);
+      if (known !== undefined) return copy(known);
+    }
+    const decision = this.#evaluate(active, built, sliceId);
+    // Only clean answers are kept: an evaluation that failed or erred is tried again next time.
+    if (key !== undefined && decision.errors.length === 0) {
+      const cache = active.decisions;
+      if (cache.size >= this.#cacheSize) {
+        // Oldest first (a Map iterates in insertion order).
+        const oldest = cache.keys().next();
+        if (!oldest.done) cache.delete(oldest.value);
+      }
+      cache.set(key, copy(decision));
+    }
+    return decision;
+  }
+
+  #evaluate(
+    active: Active,
+    built: Exclude<ReturnType<typeof buildCedarRequest>, string>,
+    sliceId: string,
+  ): Decision {
     let answer: AuthorizationAnswer;
     try {
       answer = statefulIsAuthorized({ ...built, preparsedPolicySetId: sliceId });
@@ -136,7 +182,13 @@ export class PolicyEngine {
       }
       sliceIds.set(action, sliceId);
     }
-    return { set, byId: new Map(set.policies.map((p) => [p.id, p])), slot, sliceIds };
+    return {
+      set,
+      byId: new Map(set.policies.map((p) => [p.id, p])),
+      slot,
+      sliceIds,
+      decisions: new Map(),
+    };
   }
 }
 
@@ -171,6 +223,16 @@ function allow(byId: ReadonlyMap<string, PolicyInfo>, reasons: readonly string[]
     ...(ttlCap === undefined ? {} : { ttlCap }),
     approvalRequired: approvalPolicies.length > 0,
     approvalPolicies,
+  };
+}
+
+/** Every caller gets arrays of its own: a remembered decision is never shared. */
+function copy(d: Decision): Decision {
+  return {
+    ...d,
+    reasons: [...d.reasons],
+    errors: [...d.errors],
+    approvalPolicies: [...d.approvalPolicies],
   };
 }
 

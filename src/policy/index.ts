@@ -1,5 +1,5 @@
 // Request-time policy with Cedar: load and validate a policy directory, decide requests, reload safely.
-export { type Decision, PolicyEngine, workloadFacts } from './engine.ts';
+export { type Decision, PolicyEngine, type PolicyEngineOptions, workloadFacts } from './engine.ts';
 export { formatProblem, isPolicyError, PolicyError, type PolicyProblem } from './errors.ts';
 export {
   type ActionInfo,

@@ -29,7 +29,7 @@ export interface BrokerStart {
   /** The YAML written to WRIT_CONFIG. */
   configYaml: string;
   tmpDir: string;
-  /** Fork this many workers with node:cluster (scripts/bench/cluster-broker.ts); default one plain process. */
+  /** Serve from this many processes (`src/main.ts --workers N`, node:cluster); default one plain process. */
   workers?: number;
   /** Listen on this port (a restarted broker keeps its issuer URL); a free one by default. */
   port?: number;
@@ -88,11 +88,8 @@ export async function startBrokerProcess(opts: BrokerStart): Promise<BrokerProce
     nodeArgs.push('--cpu-prof', `--cpu-prof-dir=${opts.cpuProfile.dir}`);
   }
   nodeArgs.push('--import', 'tsx');
-  if (opts.workers !== undefined && opts.workers > 1) {
-    nodeArgs.push(path.join(ROOT, 'scripts/bench/cluster-broker.ts'), String(opts.workers));
-  } else {
-    nodeArgs.push(path.join(ROOT, 'src/main.ts'));
-  }
+  nodeArgs.push(path.join(ROOT, 'src/main.ts'));
+  if (opts.workers !== undefined && opts.workers > 1) nodeArgs.push('--workers', String(opts.workers));
   const source = sourceDigest();
   const spawnedAt = Date.now();
   const child = startChild(opts.name, process.execPath, nodeArgs, { env, cwd: ROOT });

@@ -1,5 +1,5 @@
-// Scenario 7: the broker under node:cluster with N workers (scripts/bench/cluster-broker.ts) against one
-// process, same Redis, same load, interleaved.
+// Scenario 7: the broker with N worker processes (`writ server --workers N`: src/main.ts, node:cluster) against
+// one process, same Redis, same load, interleaved.
 import { startBrokerProcess } from '../lib/broker.ts';
 import type { BenchContext } from '../lib/context.ts';
 import { measureInterleaved, type TargetStats } from '../lib/measure.ts';

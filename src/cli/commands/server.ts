@@ -5,11 +5,26 @@ export function serverCommands(program: Command): void {
   program
     .command('server')
     .description('run the broker (dev mode without REDIS_URL)')
-    .option('--no-worker', 'do not run the lifecycle worker in this process')
-    .action(async (opts: { worker: boolean }) => {
+    .option('--no-worker', 'do not run the lifecycle worker in this process (or group of processes)')
+    .option(
+      '--workers <n>',
+      'serve from n broker processes on one port (node:cluster; production mode only); the lifecycle ' +
+        'worker runs once, in the primary',
+    )
+    .action(async (opts: { worker: boolean; workers?: string }) => {
       // Imported here: the client commands should not load the whole broker.
-      const { failStart, runServer } = await import('../../main.ts');
-      await runServer({ worker: opts.worker }).catch(failStart);
+      const { failStart, MAX_WORKERS, parseWorkers, runServer } = await import('../../main.ts');
+      let workers: number | undefined;
+      if (opts.workers !== undefined) {
+        workers = parseWorkers(opts.workers);
+        if (workers === undefined) {
+          process.stderr.write(`writ: --workers must be a whole number from 1 to ${MAX_WORKERS}\n`);
+          process.exit(2);
+        }
+      }
+      await runServer({ worker: opts.worker, ...(workers === undefined ? {} : { workers }) }).catch(
+        failStart,
+      );
     });
   program
     .command('worker')

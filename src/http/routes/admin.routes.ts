@@ -18,6 +18,7 @@ import {
   seconds,
   type TaskRecord,
 } from '../../store/types.ts';
+import { announcePolicyReload } from '../cluster.ts';
 import { adminAuth, adminOtp, invalidRequest, parseBody, requireJson } from '../middleware.ts';
 import { entrySchema, joinTokenRequestSchema } from '../schemas.ts';
 
@@ -430,6 +431,7 @@ function reloadPolicy(deps: Deps): RequestHandler {
       details: { from: before, to: deps.policy.version },
     });
     deps.logger.info({ from: before, to: deps.policy.version }, 'policies reloaded');
+    announcePolicyReload(); // under `writ server --workers N`, the other processes reload too
     res.json({ version: deps.policy.version, policies: deps.policy.policySet.policies.map((p) => p.id) });
   };
 }

@@ -1,6 +1,7 @@
 // Operations endpoints: liveness, readiness and Prometheus metrics.
 import { type RequestHandler, Router } from 'express';
 import type { Deps } from '../../deps.ts';
+import { clusterMetrics } from '../cluster.ts';
 
 const healthz: RequestHandler = function healthz(_req, res) {
   res.set('Cache-Control', 'no-store').json({ status: 'ok' });
@@ -24,7 +25,9 @@ function readyz(deps: Deps): RequestHandler {
 
 function metrics(deps: Deps): RequestHandler {
   return async function metricsStep(_req, res) {
-    res.set('Content-Type', deps.metrics.registry.contentType).send(await deps.metrics.registry.metrics());
+    // Under `writ server --workers N`, the sum over every broker process (see src/http/cluster.ts).
+    const text = (await clusterMetrics()) ?? (await deps.metrics.registry.metrics());
+    res.set('Content-Type', deps.metrics.registry.contentType).send(text);
   };
 }
 

@@ -4,9 +4,10 @@ import { LEGACY_ATTESTORS } from '../../../attestors/plugins.ts';
 import type { Deps } from '../../deps.ts';
 import { isWritError } from '../../errors.ts';
 import { issueJwtSvid, type JwtSvidRequest } from '../../issuance/jwt-svid.ts';
+import type { RegistrationEntry } from '../../store/types.ts';
 import { parseBody, requireJson } from '../middleware.ts';
 import { attestationRateLimit, noteAttestationFailure } from '../rate-limit.ts';
-import { jwtSvidRequestSchema } from '../schemas.ts';
+import { commonJwtSvidRequest, jwtSvidRequestSchema } from '../schemas.ts';
 
 /**
  * Legacy evidence (static shared secrets) must stay visible: one warning and one count per credential it
@@ -43,13 +44,14 @@ export function issuanceStep<B extends { attestor: string }>(
   issue: (
     body: B,
     ip: string | undefined,
+    locals: Record<string, unknown>,
   ) => Promise<{ id: string; spiffeId: string; task: string; expiresAt: number }>,
 ): RequestHandler {
   return async function issuanceStepHandler(req, res) {
     const stop = deps.metrics.issuanceDuration.startTimer({ type });
     const body = res.locals.body as B;
     try {
-      const issued = await issue(body, req.ip);
+      const issued = await issue(body, req.ip, res.locals);
       deps.metrics.issued.inc({ type, attestor: body.attestor });
       deps.logger.info(
         {
@@ -77,14 +79,31 @@ export function issuanceStep<B extends { attestor: string }>(
   };
 }
 
+/**
+ * Starts reading the registration entries as a valid request arrives, in the same event-loop tick as the
+ * rate-limit check's read that follows (the Redis client sends both in one write: one round trip, not two).
+ * The pipeline awaits the result after attestation; a request refused before that leaves it unread.
+ */
+export function prefetchEntries(deps: Deps): RequestHandler {
+  return function prefetchEntriesStep(_req, res, next) {
+    const entries = deps.store.listEntries();
+    entries.catch(() => {}); // a refused request never awaits it; the pipeline's await still gets the error
+    res.locals.entries = entries;
+    next();
+  };
+}
+
 export function workloadRoutes(deps: Deps): Router {
   const router = Router();
   router.post(
     '/v1/svid/jwt',
     requireJson,
-    parseBody(jwtSvidRequestSchema(deps.config.trustDomain)),
+    parseBody(jwtSvidRequestSchema(deps.config.trustDomain), commonJwtSvidRequest),
+    prefetchEntries(deps),
     attestationRateLimit(deps, (res) => (res.locals.body as JwtSvidRequest).attestor),
-    issuanceStep<JwtSvidRequest>(deps, 'jwt', (body, ip) => issueJwtSvid(deps, body, ip)),
+    issuanceStep<JwtSvidRequest>(deps, 'jwt', (body, ip, locals) =>
+      issueJwtSvid(deps, body, ip, { entries: locals.entries as Promise<RegistrationEntry[]> | undefined }),
+    ),
   );
   return router;
 }
