@@ -5,14 +5,14 @@ import type { VerifiedAttestation } from '../attestation/facade.ts';
 import type { Deps } from '../deps.ts';
 import { isWritError, WritError } from '../errors.ts';
 import { svidIssuer } from '../keys/x509/client-trust.ts';
-import type { CertificateAuthority, IssuedCertificate, ParsedCsr } from '../keys/x509/index.ts';
+import type { ParsedCsr } from '../keys/x509/index.ts';
 import { policiesNeedingAttestationFacts } from '../policy/attestation-facts.ts';
 import { isMemberOf, isTrustDomainId } from '../spiffe/spiffe-id.ts';
 import { credentialStatus } from '../store/status.ts';
 import { type CredentialRecord, type CredentialView, seconds, type TaskInit } from '../store/types.ts';
-import { AUDITED_DENIALS, scheduleDeadline } from './jwt-svid.ts';
+import { AUDITED_DENIALS } from './jwt-svid.ts';
 import { policyGate } from './policy-gate.ts';
-import { checkCsr, type IssuedX509Svid } from './x509-svid.ts';
+import { checkCsr, type IssuedX509Svid, mintRecorded } from './x509-svid.ts';
 
 /** The attestor name renewals carry in the audit trail, metrics and approval fingerprints. */
 export const RENEWAL_METHOD = 'mtls';
@@ -122,53 +122,22 @@ async function mintRenewal(
   const task = view.task;
   if (!task) throw new WritError('ERR_CLIENT_CERT_INACTIVE');
   const ttl = await decide(deps, req, credential, sourceIp);
-  const ca = deps.ca;
-  const now = seconds(deps.clock);
   // Same task, same deadline: renewing can never outlive the task (nor the CA).
-  let notAfter = Math.min(now + ttl, task.deadline, ca.notAfter);
   const init: TaskInit = {
     id: task.id,
     owner: credential.spiffeId,
     origin: task.origin,
     deadline: task.deadline,
   };
-  for (let attempt = 0; attempt < 2; attempt++) {
-    if (notAfter <= now) throw new WritError('ERR_TASK_ENDED');
-    const cert = sign(deps, ca, csr, credential.spiffeId, notAfter, now);
-    const record: CredentialRecord = {
-      id: cert.serialHex,
-      type: 'x509',
-      spiffeId: credential.spiffeId,
-      task: task.id,
-      // The attestation it descends from: revoking by attestor reaches renewed certificates too.
-      attestor: credential.attestor,
-      audience: [],
-      issuedAt: now,
-      expiresAt: cert.notAfter,
-      kid: ca.keyId,
-      legacy: credential.legacy || undefined,
-    };
-    const recorded = await deps.store.recordIssuance(record, init);
-    if (recorded.ok) {
-      if (recorded.created) scheduleDeadline(deps, recorded.task);
-      return {
-        certificate: cert.pem,
-        chain: [...ca.chainPem],
-        bundle: deps.cas.rootsPem().join(''),
-        spiffeId: credential.spiffeId,
-        id: cert.serialHex,
-        task: task.id,
-        expiresAt: cert.notAfter,
-        renewedFrom: credential.id,
-      };
-    }
-    if (recorded.reason === 'task_ended') throw new WritError('ERR_TASK_ENDED');
-    if (recorded.reason === 'task_mismatch') {
-      throw new WritError('ERR_TASK_MISMATCH', 'the task belongs to another workload');
-    }
-    notAfter = Math.min(notAfter, recorded.task.deadline);
-  }
-  throw new WritError('ERR_TASK_ENDED');
+  const issued = await mintRecorded(deps, csr, {
+    spiffeId: credential.spiffeId,
+    task: init,
+    ttl,
+    // The attestation it descends from: revoking by attestor reaches renewed certificates too.
+    attestor: credential.attestor,
+    legacy: credential.legacy ?? false,
+  });
+  return { ...issued, renewedFrom: credential.id };
 }
 
 /**
@@ -221,29 +190,6 @@ async function decide(
     request: { attestor: RENEWAL_METHOD, ttl: req.ttl, task: credential.task, approval: req.approval },
   });
   return ttl;
-}
-
-function sign(
-  deps: Deps,
-  ca: CertificateAuthority,
-  csr: ParsedCsr,
-  spiffeId: string,
-  notAfter: number,
-  now: number,
-): IssuedCertificate {
-  try {
-    return ca.issueX509Svid({
-      spiffeId,
-      spki: csr.spki,
-      publicKey: csr.publicKey,
-      notAfter,
-      now,
-      backdate: deps.config.credentials.backdate,
-    });
-  } catch (cause) {
-    deps.logger.error({ err: cause }, 'the x509 ca could not issue a certificate');
-    throw new WritError('server_error', undefined, { cause });
-  }
 }
 
 /** A refused renewal of a certificate that chained to our roots; caller values never enter the trail. */

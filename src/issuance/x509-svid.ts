@@ -10,7 +10,7 @@ import {
   parseCsr,
   parseCsrAsync,
 } from '../keys/x509/index.ts';
-import { type CredentialRecord, seconds } from '../store/types.ts';
+import { type CredentialRecord, seconds, type TaskInit } from '../store/types.ts';
 import { audited, planSvid, scheduleDeadline } from './jwt-svid.ts';
 
 export interface X509SvidRequest {
@@ -94,10 +94,35 @@ async function mintX509Svid(
     sourceIp,
     'x509',
   );
+  return mintRecorded(deps, csr, {
+    spiffeId: plan.spiffeId,
+    task: plan.task,
+    ttl: plan.ttl,
+    attestor: attestation.attestor,
+    legacy: attestation.legacy,
+  });
+}
+
+/** What a certificate is minted for: the identity, its task, the lifetime decided, and whence it came. */
+export interface X509Mint {
+  spiffeId: string;
+  task: TaskInit;
+  /** Upper bound of the lifetime, seconds (the task deadline and the CA's end cap it further). */
+  ttl: number;
+  /** The attestor the credential descends from (recorded; revocation by attestor reaches it). */
+  attestor: string;
+  legacy: boolean;
+}
+
+/**
+ * Mints an X.509-SVID from the current CA and records it before it is returned (issuance and mTLS renewal
+ * alike). The certificate never outlives its task nor its CA.
+ */
+export async function mintRecorded(deps: Deps, csr: ParsedCsr, mint: X509Mint): Promise<IssuedX509Svid> {
   const { ca } = deps;
   const now = seconds(deps.clock);
   // The CA caps notAfter at its own end (and at every certificate's above it).
-  let notAfter = Math.min(now + plan.ttl, plan.task.deadline, ca.notAfter);
+  let notAfter = Math.min(now + mint.ttl, mint.task.deadline, ca.notAfter);
   // As for JWT-SVIDs: an existing task's deadline is only known to the store, which refuses a credential
   // that would outlive it; the certificate is then re-issued once within that deadline.
   for (let attempt = 0; attempt < 2; attempt++) {
@@ -105,30 +130,30 @@ async function mintX509Svid(
       if (ca.notAfter <= now) throw caUnusable(deps, new CaError('ERR_CA_EXPIRED', 'the ca has expired'));
       throw new WritError('ERR_TASK_ENDED');
     }
-    const cert = await sign(deps, ca, csr, plan.spiffeId, notAfter, now);
+    const cert = await sign(deps, ca, csr, mint.spiffeId, notAfter, now);
     const credential: CredentialRecord = {
       id: cert.serialHex,
       type: 'x509',
-      spiffeId: plan.spiffeId,
-      task: plan.task.id,
-      attestor: attestation.attestor,
+      spiffeId: mint.spiffeId,
+      task: mint.task.id,
+      attestor: mint.attestor,
       // An X.509-SVID is not addressed to anyone: entry audiences restrict JWT-SVIDs only.
       audience: [],
       issuedAt: now,
       expiresAt: cert.notAfter,
       kid: ca.keyId,
-      legacy: attestation.legacy || undefined,
+      legacy: mint.legacy || undefined,
     };
-    const recorded = await deps.store.recordIssuance(credential, plan.task);
+    const recorded = await deps.store.recordIssuance(credential, mint.task);
     if (recorded.ok) {
       if (recorded.created) scheduleDeadline(deps, recorded.task);
       return {
         certificate: cert.pem,
         chain: [...ca.chainPem],
         bundle: deps.cas.rootsPem().join(''),
-        spiffeId: plan.spiffeId,
+        spiffeId: mint.spiffeId,
         id: cert.serialHex,
-        task: plan.task.id,
+        task: mint.task.id,
         expiresAt: cert.notAfter,
       };
     }
