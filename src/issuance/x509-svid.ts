@@ -11,7 +11,7 @@ import {
   parseCsrAsync,
 } from '../keys/x509/index.ts';
 import { type CredentialRecord, seconds, type TaskInit } from '../store/types.ts';
-import { audited, planSvid, scheduleDeadline } from './jwt-svid.ts';
+import { audited, type PlanOptions, planSvid, scheduleDeadline } from './jwt-svid.ts';
 
 export interface X509SvidRequest {
   attestor: string;
@@ -67,9 +67,10 @@ export async function issueX509Svid(
   deps: Deps,
   req: X509SvidRequest,
   sourceIp?: string,
+  opts: PlanOptions = {},
 ): Promise<IssuedX509Svid> {
   const csr = await checkCsrAsync(req.csr);
-  return audited(deps, 'x509', req, sourceIp, () => mintX509Svid(deps, req, csr, sourceIp), {
+  return audited(deps, 'x509', req, sourceIp, () => mintX509Svid(deps, req, csr, sourceIp, opts), {
     keyType: csr.keyType,
   });
 }
@@ -78,7 +79,8 @@ async function mintX509Svid(
   deps: Deps,
   req: X509SvidRequest,
   csr: ParsedCsr,
-  sourceIp?: string,
+  sourceIp: string | undefined,
+  opts: PlanOptions,
 ): Promise<IssuedX509Svid> {
   const { plan, attestation } = await planSvid(
     deps,
@@ -93,6 +95,7 @@ async function mintX509Svid(
     },
     sourceIp,
     'x509',
+    opts,
   );
   return mintRecorded(deps, csr, {
     spiffeId: plan.spiffeId,

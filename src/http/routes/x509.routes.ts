@@ -5,10 +5,11 @@ import type { Deps } from '../../deps.ts';
 import { WritError } from '../../errors.ts';
 import { issueX509Svid, type X509SvidRequest } from '../../issuance/x509-svid.ts';
 import { callerTaskIdSchema } from '../../lifecycle/task-id.ts';
+import type { RegistrationEntry } from '../../store/types.ts';
 import { invalidRequest, parseBody, requireJson } from '../middleware.ts';
 import { attestationRateLimit } from '../rate-limit.ts';
 import { memberIdSchema } from '../schemas.ts';
-import { issuanceStep } from './workload.routes.ts';
+import { issuanceStep, prefetchEntries } from './workload.routes.ts';
 
 export function x509SvidRequestSchema(trustDomain: string) {
   return z.strictObject({
@@ -64,8 +65,11 @@ export function x509Routes(deps: Deps): Router {
     '/v1/svid/x509',
     requireJson,
     parseBody(x509SvidRequestSchema(deps.config.trustDomain)),
+    prefetchEntries(deps),
     attestationRateLimit(deps, (res) => (res.locals.body as X509SvidRequest).attestor),
-    issuanceStep<X509SvidRequest>(deps, 'x509', (body, ip) => issueX509Svid(deps, body, ip)),
+    issuanceStep<X509SvidRequest>(deps, 'x509', (body, ip, locals) =>
+      issueX509Svid(deps, body, ip, { entries: locals.entries as Promise<RegistrationEntry[]> | undefined }),
+    ),
   );
   router.get('/v1/bundle.pem', bundlePem(deps));
   router.get('/v1/crl', crl(deps));
