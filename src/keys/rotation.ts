@@ -5,8 +5,10 @@
 import { generateKeyPairSync } from 'node:crypto';
 import type { Logger } from 'pino';
 import type { JwtAlgorithm, WritConfig } from '../config/schema.ts';
-import type { Clock, CredentialStore } from '../store/types.ts';
+import { type Clock, type CredentialStore, seconds } from '../store/types.ts';
 import {
+  ensureRing,
+  MAX_RETIRED,
   pruned,
   type RingDoc,
   type RingSpec,
@@ -231,30 +233,57 @@ export async function rotateNow(
   let retiring: string | undefined;
   let before: RingDoc | undefined;
   const spec = ringSpec(deps, ring);
-  const lead = publicationLead(deps.config);
   const update = await updateRing(spec, (doc, now) => {
     before = doc;
     if (opts.compromised) return replaced(doc, now, spec);
     retiring ??= doc.current.pem;
     if (doc.current.pem !== retiring) return null;
-    const published = now - doc.next.createdAt;
-    if (published <= lead) {
-      throw new RotationTooSoonError(
-        `the next ${ring} key has been published for ${published} s; it may sign after ${lead} s ` +
-          '(keys.bundleRefreshHint + keys.rotation.refreshInterval), or rotate as compromised',
-        lead - published + 1,
-      );
-    }
-    try {
-      return rotated(doc, now, retainSeconds(deps.config), spec);
-    } catch (e) {
-      const oldest = Math.min(...doc.retired.map((s) => s.retainUntil ?? now));
-      throw new RotationTooSoonError(e instanceof Error ? e.message : String(e), Math.max(1, oldest - now));
-    }
+    const refusal = rotationRefusal(deps.config, ring, doc, now);
+    if (refusal) throw refusal;
+    return rotated(doc, now, retainSeconds(deps.config), spec);
   });
   const result = outcome(ring, update, before, opts.compromised ? 'compromised' : 'admin');
   // Rotated by a concurrent request: report it as done, since the key that was current is retired.
   return { ...result, rotated: true };
+}
+
+/** Why a rotation of `doc` cannot happen now (a RotationTooSoonError to throw), or undefined. */
+function rotationRefusal(
+  config: RotationConfig,
+  ring: RingName,
+  doc: RingDoc,
+  now: number,
+): RotationTooSoonError | undefined {
+  const lead = publicationLead(config);
+  const published = now - doc.next.createdAt;
+  if (published <= lead) {
+    return new RotationTooSoonError(
+      `the next ${ring} key has been published for ${published} s; it may sign after ${lead} s ` +
+        '(keys.bundleRefreshHint + keys.rotation.refreshInterval), or rotate as compromised',
+      lead - published + 1,
+    );
+  }
+  const live = doc.retired.filter((s) => (s.retainUntil ?? 0) > now);
+  if (live.length + 1 > MAX_RETIRED) {
+    const oldest = Math.min(...live.map((s) => s.retainUntil ?? now));
+    return new RotationTooSoonError(
+      `the ${ring} key ring already holds ${MAX_RETIRED} retired keys still in use`,
+      Math.max(1, oldest - now),
+    );
+  }
+  return undefined;
+}
+
+/**
+ * Throws RotationTooSoonError when `rotateNow` of these rings would be refused now (read before anything is
+ * audited or changed; the rotation itself decides again under compare-and-set).
+ */
+export async function checkRotationAllowed(deps: RotationDeps, rings: readonly RingName[]): Promise<void> {
+  for (const ring of rings) {
+    const { doc } = await ensureRing(ringSpec(deps, ring));
+    const refusal = rotationRefusal(deps.config, ring, doc, seconds(deps.clock));
+    if (refusal) throw refusal;
+  }
 }
 
 /** What a replica holds and re-reads after a rotation it made or ran. */

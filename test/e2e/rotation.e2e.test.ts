@@ -141,6 +141,11 @@ describe.each(['redis', 'memory'] as const)('key rotation with the %s store', (s
     expect(early.body.error).toBe('ERR_ROTATION_TOO_SOON');
     expect(Number(early.headers.get('retry-after'))).toBeGreaterThanOrEqual(10);
     expect((await b.admin('GET', '/v1/admin/keys')).body).toEqual(status0);
+    // refused before anything happened, so nothing was audited either
+    const trail = await b.admin('GET', '/v1/admin/audit?limit=1000');
+    expect((trail.body.records as { type: string }[]).filter((r) => r.type === 'admin.keys.rotate')).toEqual(
+      [],
+    );
     clock.advance(11_000);
     const rotated = await rotate('all', freshCode(admin, clock));
     expect(rotated.status, JSON.stringify(rotated.body)).toBe(200);

@@ -7,6 +7,7 @@ import type { Deps } from '../../deps.ts';
 import { WritError } from '../../errors.ts';
 import type { RingMember } from '../../keys/key-ring.ts';
 import {
+  checkRotationAllowed,
   isRotatable,
   type RingName,
   type RotationOutcome,
@@ -80,6 +81,17 @@ function actorOf(res: Response): string {
   return `admin:${getAdmin(res).name}`;
 }
 
+/** Runs `step`; a RotationTooSoonError becomes 409 ERR_ROTATION_TOO_SOON with Retry-After. */
+async function tooSoon(res: Response, step: () => Promise<void>): Promise<void> {
+  try {
+    await step();
+  } catch (e) {
+    if (!(e instanceof RotationTooSoonError)) throw e;
+    res.set('Retry-After', String(e.retryAfterSeconds));
+    throw new WritError('ERR_ROTATION_TOO_SOON', e.message, { cause: e });
+  }
+}
+
 /** The keys current before a rotation, for its audit record. */
 function currentKeys(deps: Deps): { jwtKid: string; caKeyId: string } {
   return {
@@ -109,6 +121,9 @@ function rotate(deps: Deps): RequestHandler {
         `${fixed.join(' and ')} keys are given as files: replace the files and restart to rotate them`,
       );
     }
+    const rotationDeps = { store: deps.store, clock: deps.clock, logger: deps.logger, config: deps.config };
+    // A rotation that would be refused is refused before anything is audited or changed (either ring of `all`).
+    if (!compromised) await tooSoon(res, () => checkRotationAllowed(rotationDeps, rings));
     // Audited before it takes effect: a change the trail cannot record does not happen.
     await deps.audit.append({
       type: 'admin.keys.rotate',
@@ -117,15 +132,13 @@ function rotate(deps: Deps): RequestHandler {
       details: { rings, compromised: compromised === true, ...currentKeys(deps) },
     });
     const outcomes: RotationOutcome[] = [];
-    const rotationDeps = { store: deps.store, clock: deps.clock, logger: deps.logger, config: deps.config };
     try {
-      for (const r of rings) outcomes.push(await rotateNow(rotationDeps, r, { compromised }));
-    } catch (e) {
-      if (!(e instanceof RotationTooSoonError)) throw e;
-      // With `all`, a ring rotated before the refusal stays rotated; the rings are re-read either way.
-      await refreshAll(deps);
-      res.set('Retry-After', String(e.retryAfterSeconds));
-      throw new WritError('ERR_ROTATION_TOO_SOON', e.message, { cause: e });
+      await tooSoon(res, async () => {
+        for (const r of rings) outcomes.push(await rotateNow(rotationDeps, r, { compromised }));
+      });
+    } finally {
+      // With `all`, a ring rotated before a (racing) refusal stays rotated; the rings are re-read either way.
+      if (outcomes.length < rings.length) await refreshAll(deps);
     }
     // This replica uses the new keys at once; the others within keys.rotation.refreshInterval.
     await refreshAll(deps);
