@@ -160,29 +160,31 @@ export function serverNames(
   return { dnsNames: all.filter((n) => isIP(n) === 0), ipAddresses: all.filter((n) => isIP(n) !== 0) };
 }
 
-class IssuedCertificate implements TlsController {
-  readonly #server: HttpsServer;
-  readonly #deps: TlsDeps;
-  readonly #trustTimer: NodeJS.Timeout;
-  #timer: NodeJS.Timeout | undefined;
-  #identity: { key: string; cert: string } | undefined;
+type Identity = { key: string; cert: string };
+
+/**
+ * What both kinds share: the server's identity (key and chain) installed with the current client trust
+ * anchors, re-installed when the anchors change (a CA rotation), and the watcher that notices that by itself.
+ */
+abstract class TrustingController {
+  protected readonly server: HttpsServer;
+  protected readonly deps: TlsDeps;
+  #identity: Identity | undefined;
   #anchors: readonly string[] = [];
-  #pem = '';
-  #closed = false;
+  #trustTimer: NodeJS.Timeout | undefined;
 
   constructor(server: HttpsServer, deps: TlsDeps) {
-    this.#server = server;
-    this.#deps = deps;
-    this.#renew();
+    this.server = server;
+    this.deps = deps;
+  }
+
+  /** Called once the first identity is installed (a subclass's constructor). */
+  protected watchTrust(): void {
     this.#trustTimer = watchTrust(
-      deps,
+      this.deps,
       () => this.#anchors,
       () => this.refreshTrust(),
     );
-  }
-
-  get certificatePem(): string {
-    return this.#pem;
   }
 
   get clientTrustPem(): readonly string[] {
@@ -191,17 +193,55 @@ class IssuedCertificate implements TlsController {
 
   refreshTrust(): void {
     if (!this.#identity) return;
-    this.#install(this.#identity);
-    this.#deps.logger.info({ anchors: this.#anchors.length }, 'https: client trust anchors installed');
+    this.install(this.#identity);
+    this.deps.logger.info({ anchors: this.#anchors.length }, 'https: client trust anchors installed');
+  }
+
+  /** Installs `identity` with the current anchors; `check` first builds the context (a pair from files). */
+  protected install(identity: Identity, check = false): void {
+    const anchors = currentClientTrust(this.deps);
+    const options = contextOptions(identity, anchors);
+    // Checked before it is installed: a mismatched or broken pair never replaces a working one.
+    if (check) createSecureContext(options);
+    this.server.setSecureContext(options);
+    this.#identity = identity;
+    this.#anchors = anchors;
+  }
+
+  close(): void {
+    clearInterval(this.#trustTimer);
+  }
+}
+
+class IssuedCertificate extends TrustingController implements TlsController {
+  #timer: NodeJS.Timeout | undefined;
+  #pem = '';
+  /** The key id of the CA that issued the certificate served. */
+  #issuer: string | undefined;
+  #closed = false;
+
+  constructor(server: HttpsServer, deps: TlsDeps) {
+    super(server, deps);
+    this.#renew();
+    this.watchTrust();
+  }
+
+  get certificatePem(): string {
+    return this.#pem;
   }
 
   caChanged(): void {
     if (this.#closed) return;
+    // The CA that issues is the same (a next CA was added, a retired one dropped): only the anchors changed.
+    if (this.deps.ca.keyId === this.#issuer) {
+      this.refreshTrust();
+      return;
+    }
     if (this.#timer) clearTimeout(this.#timer);
     try {
       this.#renew();
     } catch (err) {
-      this.#deps.logger.error(
+      this.deps.logger.error(
         { err },
         'https: cannot issue a server certificate from the new ca; retrying in 60 s',
       );
@@ -209,16 +249,9 @@ class IssuedCertificate implements TlsController {
     }
   }
 
-  #install(identity: { key: string; cert: string }): void {
-    const anchors = currentClientTrust(this.#deps);
-    this.#server.setSecureContext(contextOptions(identity, anchors));
-    this.#identity = identity;
-    this.#anchors = anchors;
-  }
-
   /** Issues a fresh certificate and schedules the next one for when a third of its lifetime remains. */
   #renew(): void {
-    const { ca, config, clock, logger, issuer } = this.#deps;
+    const { ca, config, clock, logger, issuer } = this.deps;
     const now = seconds(clock);
     const cert = ca.issueServerCertificate({
       ...serverNames(config, issuer),
@@ -228,8 +261,9 @@ class IssuedCertificate implements TlsController {
     });
     if (!cert.privateKeyPem) throw new Error('the ca returned no server key');
     const chain = [cert.pem, ...ca.chainPem].join('');
-    this.#install({ key: cert.privateKeyPem, cert: chain });
+    this.install({ key: cert.privateKeyPem, cert: chain });
     this.#pem = chain;
+    this.#issuer = ca.keyId;
     logger.info(
       { serial: cert.serialHex, notAfter: new Date(cert.notAfter * 1000).toISOString() },
       'https: server certificate issued',
@@ -246,7 +280,7 @@ class IssuedCertificate implements TlsController {
         try {
           this.#renew();
         } catch (err) {
-          this.#deps.logger.error({ err }, 'https: renewing the server certificate failed; retrying in 60 s');
+          this.deps.logger.error({ err }, 'https: renewing the server certificate failed; retrying in 60 s');
           this.#schedule(60_000);
         }
       },
@@ -255,49 +289,35 @@ class IssuedCertificate implements TlsController {
     this.#timer.unref();
   }
 
-  close(): void {
+  override close(): void {
     this.#closed = true;
     if (this.#timer) clearTimeout(this.#timer);
-    clearInterval(this.#trustTimer);
+    super.close();
   }
 }
 
-class FileCertificate implements TlsController {
-  readonly #server: HttpsServer;
+class FileCertificate extends TrustingController implements TlsController {
   readonly #files: { certFile: string; keyFile: string };
-  readonly #deps: TlsDeps;
   readonly #logger: Logger;
   readonly #timer: NodeJS.Timeout;
-  readonly #trustTimer: NodeJS.Timeout;
   /** The files' stat signature last tried, so that a bad pair is reported once, and retried when it changes. */
   #tried: string;
-  #identity: { key: string; cert: string } | undefined;
-  #anchors: readonly string[] = [];
   #pem = '';
 
   constructor(server: HttpsServer, files: { certFile: string; keyFile: string }, deps: TlsDeps) {
-    this.#server = server;
+    super(server, deps);
     this.#files = files;
-    this.#deps = deps;
     this.#logger = deps.logger;
     this.#tried = this.#signature();
     // At start a bad pair is fatal: the broker must not listen without a certificate.
     this.#load();
     this.#timer = setInterval(() => this.#check(), deps.reloadIntervalMs ?? 1_000);
     this.#timer.unref();
-    this.#trustTimer = watchTrust(
-      deps,
-      () => this.#anchors,
-      () => this.refreshTrust(),
-    );
+    this.watchTrust();
   }
 
   get certificatePem(): string {
     return this.#pem;
-  }
-
-  get clientTrustPem(): readonly string[] {
-    return this.#anchors;
   }
 
   caChanged(): void {
@@ -309,23 +329,6 @@ class FileCertificate implements TlsController {
         'https: cannot refresh the client trust anchors; keeping the installed ones',
       );
     }
-  }
-
-  /** Installs the pair in use with the current anchors (the files are not re-read). */
-  refreshTrust(): void {
-    if (!this.#identity) return;
-    this.#install(this.#identity);
-    this.#logger.info({ anchors: this.#anchors.length }, 'https: client trust anchors installed');
-  }
-
-  #install(identity: { key: string; cert: string }): void {
-    const anchors = currentClientTrust(this.#deps);
-    const options = contextOptions(identity, anchors);
-    // Checked before it is installed: a mismatched or broken pair never replaces a working one.
-    createSecureContext(options);
-    this.#server.setSecureContext(options);
-    this.#identity = identity;
-    this.#anchors = anchors;
   }
 
   #signature(): string {
@@ -342,7 +345,7 @@ class FileCertificate implements TlsController {
   }
 
   #load(): void {
-    let identity: { key: string; cert: string };
+    let identity: Identity;
     try {
       identity = {
         cert: readFileSync(this.#files.certFile, 'utf8'),
@@ -351,7 +354,7 @@ class FileCertificate implements TlsController {
     } catch (e) {
       throw new Error(`cannot read server.tls files: ${(e as Error).message}`);
     }
-    this.#install(identity);
+    this.install(identity, true);
     this.#pem = identity.cert;
   }
 
@@ -370,8 +373,8 @@ class FileCertificate implements TlsController {
     }
   }
 
-  close(): void {
+  override close(): void {
     clearInterval(this.#timer);
-    clearInterval(this.#trustTimer);
+    super.close();
   }
 }

@@ -12,7 +12,7 @@ import { credentialStatus } from '../store/status.ts';
 import { type CredentialRecord, type CredentialView, seconds, type TaskInit } from '../store/types.ts';
 import { AUDITED_DENIALS } from './jwt-svid.ts';
 import { policyGate } from './policy-gate.ts';
-import { checkCsr, type IssuedX509Svid, mintRecorded } from './x509-svid.ts';
+import { checkCsrAsync, type IssuedX509Svid, mintRecorded } from './x509-svid.ts';
 
 /** The attestor name renewals carry in the audit trail, metrics and approval fingerprints. */
 export const RENEWAL_METHOD = 'mtls';
@@ -48,7 +48,7 @@ export async function renewX509Svid(
   try {
     // Authentication first: what the request asks for is looked at once the certificate is live.
     view = await liveSvid(deps, presented, serial);
-    const csr = checkCsr(req.csr);
+    const csr = await checkCsrAsync(req.csr);
     const { maxTtl } = deps.config.credentials;
     if (req.ttl !== undefined && req.ttl > maxTtl) {
       throw new WritError('ERR_TTL_INVALID', `ttl must be between 1 and ${maxTtl} seconds`);

@@ -7,7 +7,6 @@ import {
   CsrError,
   type IssuedCertificate,
   type ParsedCsr,
-  parseCsr,
   parseCsrAsync,
 } from '../keys/x509/index.ts';
 import { type CredentialRecord, seconds, type TaskInit } from '../store/types.ts';
@@ -40,19 +39,9 @@ export interface IssuedX509Svid {
 }
 
 /**
- * Parses and checks a CSR; its errors become 400s with stable codes. Called before attestation, so that a
- * bad request never spends single-use evidence.
+ * Parses and checks a CSR (its signature verified off the event loop); its errors become 400s with stable
+ * codes. Called before attestation, so that a bad request never spends single-use evidence.
  */
-export function checkCsr(pem: string): ParsedCsr {
-  try {
-    return parseCsr(pem);
-  } catch (e) {
-    if (e instanceof CsrError) throw new WritError(e.code, e.message, { cause: e });
-    throw e;
-  }
-}
-
-/** As checkCsr, with the CSR's signature verified off the event loop (the issuance hot path). */
 export async function checkCsrAsync(pem: string): Promise<ParsedCsr> {
   try {
     return await parseCsrAsync(pem);
