@@ -8,6 +8,7 @@
 import type { Logger } from 'pino';
 import { z } from 'zod';
 import { WritError } from '../errors.ts';
+import { FreshRun } from '../lifecycle/fresh-run.ts';
 import { type Clock, type CredentialStore, seconds } from '../store/types.ts';
 
 /** The store counter behind the bundle's `spiffe_sequence`: every ring change takes the next value. */
@@ -286,8 +287,7 @@ export class LiveRing<T> implements Ring<T> {
   #failing = false;
   /** When the ring was last read successfully (monotonic milliseconds: lag is real time, whatever the clock). */
   #lastRead = 0;
-  #refreshing: Promise<boolean> | undefined;
-  #following: Promise<boolean> | undefined;
+  readonly #reads = new FreshRun(() => this.#refresh());
 
   private constructor(opts: LiveRingOptions<T>) {
     this.#opts = opts;
@@ -336,25 +336,11 @@ export class LiveRing<T> implements Ring<T> {
   }
 
   /**
-   * Re-reads the ring. One read at a time: a caller arriving while one runs cannot know whether that read
-   * started after the change it wants to see (an admin rotation), so it joins the next read, shared by every
-   * such caller.
+   * Re-reads the ring. One read at a time; a caller arriving while one runs joins the next read (it may want
+   * to see a rotation written after the read under way began).
    */
   refresh(): Promise<boolean> {
-    if (!this.#refreshing) return this.#startRead();
-    this.#following ??= this.#refreshing.then(() => {
-      this.#following = undefined;
-      return this.#startRead();
-    });
-    return this.#following;
-  }
-
-  #startRead(): Promise<boolean> {
-    const run = this.#refresh().finally(() => {
-      if (this.#refreshing === run) this.#refreshing = undefined;
-    });
-    this.#refreshing = run;
-    return run;
+    return this.#reads.run();
   }
 
   async #refresh(): Promise<boolean> {

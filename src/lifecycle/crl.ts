@@ -11,6 +11,7 @@ import type { Logger } from 'pino';
 import type { WritConfig } from '../config/schema.ts';
 import { type CertificateAuthority, type CrlReason, crlToPem } from '../keys/x509/index.ts';
 import { type Clock, type CredentialStore, type RevocationEvent, seconds } from '../store/types.ts';
+import { FreshRun } from './fresh-run.ts';
 import { REASON_COMPLETED, REASON_DEADLINE } from './jobs.ts';
 import { REASON_HOLDER, REASON_PATTERN } from './lifecycle.service.ts';
 import type { RevocationHub } from './revocation-feed.ts';
@@ -82,8 +83,8 @@ export class CrlPublisher {
   #version = 0;
   /** The last CRL signed by each CA (by key id), with the revoked-set version it lists. */
   readonly #signed = new Map<string, { crl: SignedCrl; version: number }>();
-  #running: Promise<void> | undefined;
-  #next: Promise<void> | undefined;
+  /** Catching up with the feed: one run at a time, and a caller joins a run that starts after it asked. */
+  readonly #refreshes = new FreshRun(() => this.#catchUpAndExpire());
   #timer: NodeJS.Timeout | undefined;
   #unsubscribe: (() => void) | undefined;
   #closed = false;
@@ -113,8 +114,7 @@ export class CrlPublisher {
     this.#closed = true;
     this.#unsubscribe?.();
     if (this.#timer) clearTimeout(this.#timer);
-    await this.#next?.catch(() => undefined);
-    await this.#running?.catch(() => undefined);
+    await this.#refreshes.settled();
   }
 
   /**
@@ -130,7 +130,7 @@ export class CrlPublisher {
     if (!ca) return undefined;
     this.#lastAsked = seconds(this.#deps.clock);
     try {
-      await this.#refresh();
+      await this.#refreshes.run();
       return await this.#signedBy(ca);
     } catch (err) {
       const last = this.#signed.get(ca.keyId)?.crl;
@@ -159,36 +159,14 @@ export class CrlPublisher {
     this.#timer = setTimeout(() => {
       this.#timer = undefined;
       const ca = this.#authority(undefined);
-      this.#refresh()
+      this.#refreshes
+        .run()
         .then(() => (ca ? this.#signedBy(ca) : undefined))
         .catch((err: unknown) =>
           this.#deps.logger.warn({ err }, 'crl: background rebuild failed; the next request retries'),
         );
     }, DEBOUNCE_MS);
     this.#timer.unref();
-  }
-
-  /**
-   * One refresh at a time. A caller arriving while one runs cannot know whether that one read the feed after
-   * the caller's own revocation: it joins the next run, which every such caller shares.
-   */
-  #refresh(): Promise<void> {
-    if (!this.#running) return this.#start();
-    this.#next ??= this.#running
-      .catch(() => undefined)
-      .then(() => {
-        this.#next = undefined;
-        return this.#start();
-      });
-    return this.#next;
-  }
-
-  #start(): Promise<void> {
-    const run = this.#catchUpAndExpire().finally(() => {
-      if (this.#running === run) this.#running = undefined;
-    });
-    this.#running = run;
-    return run;
   }
 
   async #catchUpAndExpire(): Promise<void> {

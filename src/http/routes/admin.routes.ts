@@ -362,7 +362,8 @@ const accountBodySchema = z.strictObject({
 });
 
 /** The audit actor of an admin request. */
-function actorOf(res: Response): string {
+/** The audit actor of an admin request. */
+export function actorOf(res: Response): string {
   return `admin:${getAdmin(res).name}`;
 }
 

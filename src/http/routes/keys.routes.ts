@@ -2,7 +2,6 @@
 import { X509Certificate } from 'node:crypto';
 import { type RequestHandler, type Response, Router } from 'express';
 import { z } from 'zod';
-import { getAdmin } from '../../admin/middleware.ts';
 import type { Deps } from '../../deps.ts';
 import { WritError } from '../../errors.ts';
 import type { RingMember } from '../../keys/key-ring.ts';
@@ -17,6 +16,7 @@ import {
 import type { SigningKey } from '../../keys/signing-keys.ts';
 import type { CertificateAuthority } from '../../keys/x509/ca.ts';
 import { adminAuth, adminOtp, parseBody, requireJson } from '../middleware.ts';
+import { actorOf } from './admin.routes.ts';
 
 const rotateBodySchema = z.strictObject({
   ring: z.enum(['jwt', 'x509', 'all']).describe('which keys to rotate'),
@@ -75,10 +75,6 @@ export function keysStatus(deps: Deps) {
       })),
     },
   };
-}
-
-function actorOf(res: Response): string {
-  return `admin:${getAdmin(res).name}`;
 }
 
 /** Runs `step`; a RotationTooSoonError becomes 409 ERR_ROTATION_TOO_SOON with Retry-After. */
