@@ -4,7 +4,7 @@ import { Redis } from 'ioredis';
 import type { Logger } from 'pino';
 import { Approvals } from './admin/approvals.ts';
 import { type AdminAccounts, MemoryAdminAccounts, RedisAdminAccounts } from './admin/index.ts';
-import { createApp } from './app.ts';
+import { createRequestListener } from './app.ts';
 import { AttestorFacade } from './attestation/facade.ts';
 import { createAttestors } from './attestation/registry.ts';
 import { type AuditLog, MemoryAuditLog, RedisAuditLog } from './audit/index.ts';
@@ -268,7 +268,7 @@ export async function startBroker(loaded: LoadedConfig, opts: StartOptions = {})
       clock,
       adminTokenHash: sha256(adminToken),
     };
-    server.on('request', createApp(deps));
+    server.on('request', createRequestListener(deps));
     const host = config.server.host.includes(':') ? `[${config.server.host}]` : config.server.host;
     const url = `${schemeOf(transport)}://${host}:${port}`;
     logger.info({ url, mode, issuer, trustDomain: config.trustDomain, store: store.kind }, 'writ listening');

@@ -122,7 +122,9 @@ export function requestLog(deps: Deps): RequestHandler {
     res.locals.reqId = reqId;
     res.setHeader('X-Request-Id', reqId);
     res.on('finish', () => {
-      const route = (req.route?.path as string | undefined) ?? 'unmatched';
+      // The issuance lane (no express router) names its route in locals.
+      const route =
+        (res.locals.route as string | undefined) ?? (req.route?.path as string | undefined) ?? 'unmatched';
       deps.metrics.httpRequests.inc({ route, method: req.method, status: String(res.statusCode) });
       if (!deps.logger.isLevelEnabled('info')) return;
       const ms = Number(process.hrtime.bigint() - start) / 1e6;
@@ -168,7 +170,11 @@ export function errorHandler(deps: Deps): ErrorRequestHandler {
       );
     }
     if (res.headersSent) return;
-    res.status(error.status).set('Cache-Control', 'no-store').json(error.toJSON());
+    // node:http's own calls: this step also runs without express (the issuance lane).
+    res.statusCode = error.status;
+    res.setHeader('Cache-Control', 'no-store');
+    res.setHeader('Content-Type', 'application/json; charset=utf-8');
+    res.end(JSON.stringify(error.toJSON()));
   };
 }
 

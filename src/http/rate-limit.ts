@@ -148,7 +148,7 @@ export function rateLimited(
   metrics: Deps['metrics'],
 ): WritError {
   metrics.rateLimited.inc({ limit });
-  res.set('Retry-After', String(Math.max(1, retryAfter)));
+  res.setHeader('Retry-After', String(Math.max(1, retryAfter))); // node:http's call: also runs without express
   return new WritError(
     'ERR_RATE_LIMITED',
     `too many failures; retry after ${Math.max(1, retryAfter)} seconds`,

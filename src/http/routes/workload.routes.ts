@@ -64,11 +64,10 @@ export function issuanceStep<B extends { attestor: string }>(
         `${type === 'jwt' ? 'jwt' : 'x509'}-svid issued`,
       );
       noteLegacyIssuance(deps, issued, body.attestor, res.locals.reqId);
-      // Written directly: express's res.json would also hash the body for an ETag, useless on a one-off POST.
-      res
-        .status(200)
-        .set({ 'Cache-Control': 'no-store', 'Content-Type': 'application/json; charset=utf-8' })
-        .end(JSON.stringify(issued));
+      // node:http's own calls: this step also runs without express (the issuance lane), and express's res.json
+      // would hash the body for an ETag, useless on a one-off POST.
+      res.writeHead(200, { 'Cache-Control': 'no-store', 'Content-Type': 'application/json; charset=utf-8' });
+      res.end(JSON.stringify(issued));
     } catch (e) {
       deps.metrics.issuanceFailures.inc({ type, code: isWritError(e) ? e.code : 'server_error' });
       await noteAttestationFailure(deps, body.attestor, req.ip, e);
@@ -93,17 +92,24 @@ export function prefetchEntries(deps: Deps): RequestHandler {
   };
 }
 
-export function workloadRoutes(deps: Deps): Router {
-  const router = Router();
-  router.post(
-    '/v1/svid/jwt',
-    requireJson,
+/**
+ * The steps of `POST /v1/svid/jwt` after its body is read: shared by the express route and the issuance lane
+ * (src/http/issuance-lane.ts), which serves the common form of the request without express.
+ */
+export function jwtSvidSteps(deps: Deps): RequestHandler[] {
+  return [
     parseBody(jwtSvidRequestSchema(deps.config.trustDomain), commonJwtSvidRequest),
     prefetchEntries(deps),
     attestationRateLimit(deps, (res) => (res.locals.body as JwtSvidRequest).attestor),
     issuanceStep<JwtSvidRequest>(deps, 'jwt', (body, ip, locals) =>
       issueJwtSvid(deps, body, ip, { entries: locals.entries as Promise<RegistrationEntry[]> | undefined }),
     ),
-  );
+  ];
+}
+
+/** `json` is the app's JSON body parser, `steps` what follows it (jwtSvidSteps). */
+export function workloadRoutes(deps: Deps, json: RequestHandler, steps = jwtSvidSteps(deps)): Router {
+  const router = Router();
+  router.post('/v1/svid/jwt', requireJson, json, ...steps);
   return router;
 }

@@ -59,18 +59,22 @@ function crl(deps: Deps): RequestHandler {
   };
 }
 
-export function x509Routes(deps: Deps): Router {
-  const router = Router();
-  router.post(
-    '/v1/svid/x509',
-    requireJson,
+/** The steps of `POST /v1/svid/x509` after its body is read: the express route's and the issuance lane's. */
+export function x509SvidSteps(deps: Deps): RequestHandler[] {
+  return [
     parseBody(x509SvidRequestSchema(deps.config.trustDomain)),
     prefetchEntries(deps),
     attestationRateLimit(deps, (res) => (res.locals.body as X509SvidRequest).attestor),
     issuanceStep<X509SvidRequest>(deps, 'x509', (body, ip, locals) =>
       issueX509Svid(deps, body, ip, { entries: locals.entries as Promise<RegistrationEntry[]> | undefined }),
     ),
-  );
+  ];
+}
+
+/** `json` is the app's JSON body parser, `steps` what follows it (x509SvidSteps). */
+export function x509Routes(deps: Deps, json: RequestHandler, steps = x509SvidSteps(deps)): Router {
+  const router = Router();
+  router.post('/v1/svid/x509', requireJson, json, ...steps);
   router.get('/v1/bundle.pem', bundlePem(deps));
   router.get('/v1/crl', crl(deps));
   router.get('/v1/crl/:keyId', crl(deps));

@@ -21,20 +21,109 @@ export function redisError(cause: unknown): WritError {
  * Runs `op`, failing with ERR_STORE_UNAVAILABLE when it gets no answer within `timeoutMs`. A command that timed
  * out may still run later: callers treat the error as "nothing was returned", never as "nothing happened".
  */
-export async function callRedis<T>(op: () => Promise<T>, timeoutMs: number): Promise<T> {
-  const pending = new Promise<T>((resolve) => resolve(op()));
-  let timer: NodeJS.Timeout | undefined;
-  const timeout = new Promise<never>((_, reject) => {
-    timer = setTimeout(() => reject(new Error(`no answer from redis within ${timeoutMs} ms`)), timeoutMs);
+export function callRedis<T>(op: () => Promise<T>, timeoutMs: number): Promise<T> {
+  return new Promise<T>((resolve, reject) => {
+    const waiting = deadlines(timeoutMs).add(reject);
+    let pending: Promise<T>;
+    try {
+      pending = op();
+    } catch (cause) {
+      waiting.settled = true;
+      reject(redisError(cause));
+      return;
+    }
+    pending.then(
+      (value) => {
+        if (waiting.settled) return; // timed out already: reported
+        waiting.settled = true;
+        resolve(value);
+      },
+      (cause: unknown) => {
+        if (waiting.settled) return;
+        waiting.settled = true;
+        reject(redisError(cause));
+      },
+    );
   });
-  try {
-    return await Promise.race([pending, timeout]);
-  } catch (cause) {
-    pending.catch(() => {}); // settles later, if ever; already reported
-    throw redisError(cause);
-  } finally {
-    clearTimeout(timer);
+}
+
+interface Waiting {
+  readonly deadline: number;
+  readonly reject: (cause: WritError) => void;
+  settled: boolean;
+}
+
+/**
+ * The commands waiting under one timeout, in the order they were sent. Their deadlines (send time + the same
+ * timeout, on the monotonic clock) are therefore in order too: one timer, armed for the oldest unsettled one,
+ * serves them all, where a timer and a Promise.race per command cost ~6 % of the broker's main thread under load.
+ */
+class Deadlines {
+  readonly #timeoutMs: number;
+  #queue: Waiting[] = [];
+  #head = 0;
+  #timer: NodeJS.Timeout | undefined;
+
+  constructor(timeoutMs: number) {
+    this.#timeoutMs = timeoutMs;
   }
+
+  add(reject: (cause: WritError) => void): Waiting {
+    const waiting: Waiting = { deadline: performance.now() + this.#timeoutMs, reject, settled: false };
+    this.#drop();
+    this.#queue.push(waiting);
+    this.#timer ??= this.#arm(this.#timeoutMs);
+    return waiting;
+  }
+
+  // Unreferenced: a command in flight is held by its connection's socket; settled ones must not hold the process.
+  #arm(ms: number): NodeJS.Timeout {
+    return setTimeout(() => this.#expire(), ms).unref();
+  }
+
+  /** Forgets the settled commands at the front (most replies come in order). */
+  #drop(): void {
+    const queue = this.#queue;
+    while (this.#head < queue.length && (queue[this.#head] as Waiting).settled) this.#head++;
+    if (this.#head === queue.length) {
+      this.#queue = [];
+      this.#head = 0;
+    } else if (this.#head > 1024 && this.#head * 2 > queue.length) {
+      this.#queue = queue.slice(this.#head);
+      this.#head = 0;
+    }
+  }
+
+  #expire(): void {
+    this.#timer = undefined;
+    const now = performance.now();
+    const queue = this.#queue;
+    while (this.#head < queue.length) {
+      const waiting = queue[this.#head] as Waiting;
+      if (!waiting.settled) {
+        // Timers may fire a little early; 1 ms of slack keeps a command from being failed before its time.
+        if (waiting.deadline > now + 1) break;
+        waiting.settled = true;
+        waiting.reject(redisError(new Error(`no answer from redis within ${this.#timeoutMs} ms`)));
+      }
+      this.#head++;
+    }
+    this.#drop();
+    const next = this.#queue[this.#head];
+    if (next !== undefined) this.#timer = this.#arm(Math.max(1, Math.ceil(next.deadline - now)));
+    else if (byTimeout.get(this.#timeoutMs) === this) byTimeout.delete(this.#timeoutMs); // idle: forgotten
+  }
+}
+
+const byTimeout = new Map<number, Deadlines>();
+
+function deadlines(timeoutMs: number): Deadlines {
+  let d = byTimeout.get(timeoutMs);
+  if (d === undefined) {
+    d = new Deadlines(timeoutMs);
+    byTimeout.set(timeoutMs, d);
+  }
+  return d;
 }
 
 /** A stored value that does not parse: server_error, with what was wrong only in the cause. */
