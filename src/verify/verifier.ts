@@ -1,10 +1,7 @@
 // Verifies Writ JWT-SVIDs locally (jose + the broker's JWKS) and rejects revoked ones from the live feed.
 import {
   type CryptoKey,
-  createRemoteJWKSet,
-  customFetch,
   errors,
-  type FetchImplementation,
   type FlattenedJWSInput,
   type JWSHeaderParameters,
   type JWTPayload,
@@ -13,6 +10,7 @@ import {
 } from 'jose';
 import { parseTrustDomain, validateSpiffeId } from '../spiffe/spiffe-id.ts';
 import { VerifyError } from './errors.ts';
+import { JwksCache, jwksUnavailable } from './jwks-cache.ts';
 import { type FeedStatus, RevocationFeed, type VerifierLogger } from './revocation-feed.ts';
 import { MAX_CREDENTIAL_LIFETIME, type RevocationEvent, RevocationSet } from './revocation-set.ts';
 
@@ -60,9 +58,12 @@ export interface VerifierOptions {
   clockToleranceSec?: number | undefined;
   jwks?:
     | {
-        /** Minimum time between refetches triggered by an unknown `kid`. Default 30 000. */
+        /**
+         * Minimum time between refetches triggered by an unknown `kid`, from the end of the last fetch
+         * (successful or not). Default 30 000.
+         */
         cooldownMs?: number | undefined;
-        /** Refetch the JWKS when it is older. Default 600 000. */
+        /** Refetch the JWKS when it is older; past it, no key verifies until a fetch succeeds. Default 600 000. */
         cacheMaxAgeMs?: number | undefined;
         /** Timeout of one JWKS request. Default 5 000. */
         timeoutMs?: number | undefined;
@@ -72,7 +73,7 @@ export interface VerifierOptions {
   maxReconnectDelayMs?: number | undefined;
   /** Used for the JWKS and the feed. Default the global `fetch`. */
   fetch?: typeof fetch | undefined;
-  /** Epoch milliseconds. Default `Date.now`. */
+  /** Epoch milliseconds, for token times, feed staleness and the JWKS cache. Default `Date.now`. */
   now?: (() => number) | undefined;
   logger?: VerifierLogger | undefined;
   /** Called for every revocation event the feed applies (after it is applied). */
@@ -137,8 +138,9 @@ const REQUIRED_CLAIMS = ['sub', 'aud', 'exp', 'iat', 'jti', 'iss', 'task'];
 /** JWT-SVIDs are a few hundred bytes; this bounds the work an oversized header can cause. */
 const MAX_TOKEN_LENGTH = 16_384;
 const SPIFFE_SCHEME = 'spiffe://';
+const SUBJECT_MEMO_ENTRIES = 1024;
 
-type GetKey = (header: JWSHeaderParameters, token: FlattenedJWSInput) => Promise<CryptoKey>;
+type GetKey = (header: JWSHeaderParameters, token: FlattenedJWSInput) => CryptoKey | Promise<CryptoKey>;
 
 function positive(name: string, value: number | undefined, fallback: number, allowZero = false): number {
   if (value === undefined) return fallback;
@@ -211,35 +213,6 @@ function toVerifyError(e: unknown): unknown {
   return e; // not about the token: a bug or a caller mistake, surfaced as is
 }
 
-function jwksUnavailable(cause: unknown): VerifyError {
-  return new VerifyError('ERR_JWKS_UNAVAILABLE', undefined, { cause });
-}
-
-/**
- * The JWKS fetch, where "the keys are unavailable" is decided: a network error, a timeout, a status
- * other than 200 or a body that is not JSON becomes ERR_JWKS_UNAVAILABLE here, and jose passes it through.
- * (Mapping at this boundary keeps the per-verification path free of a wrapper promise.)
- */
-function jwksFetch(fetchImpl: typeof fetch): FetchImplementation {
-  return async (input, init) => {
-    let res: Response;
-    let text: string;
-    try {
-      res = await fetchImpl(input, init);
-      text = await res.text();
-    } catch (cause) {
-      throw jwksUnavailable(cause);
-    }
-    if (res.status !== 200) throw jwksUnavailable(new Error(`jwks http status ${res.status}`));
-    try {
-      JSON.parse(text);
-    } catch (cause) {
-      throw jwksUnavailable(cause);
-    }
-    return new Response(text, { status: 200, headers: res.headers });
-  };
-}
-
 function invalid(claim: string, message: string): VerifyError {
   return new VerifyError('ERR_TOKEN_INVALID', message, { claim });
 }
@@ -252,9 +225,11 @@ class JwtSvidVerifier implements Verifier {
   readonly #clockTolerance: number;
   readonly #startTimeoutMs: number;
   readonly #now: () => number;
-  readonly #jwks: ReturnType<typeof createRemoteJWKSet>;
+  readonly #jwks: JwksCache;
   readonly #getKey: GetKey;
   readonly #revocations = new RevocationSet();
+  /** Valid SPIFFE IDs seen in verified tokens -> their trust domain. */
+  readonly #subjects = new Map<string, string>();
   readonly #feed: RevocationFeed | undefined;
   #started: Promise<void> | undefined;
   #closed = false;
@@ -288,23 +263,24 @@ class JwtSvidVerifier implements Verifier {
     this.#now = o.now ?? Date.now;
     const fetchImpl = o.fetch ?? globalThis.fetch;
 
-    this.#jwks = createRemoteJWKSet(
-      new URL(url('jwksUri', o.jwksUri ?? `${base}/.well-known/jwks.json`, o.allowInsecureHttp)),
-      {
-        cooldownDuration: positive('jwks.cooldownMs', o.jwks?.cooldownMs, 30_000, true),
-        cacheMaxAge: positive('jwks.cacheMaxAgeMs', o.jwks?.cacheMaxAgeMs, 600_000),
-        timeoutDuration: Math.round(positive('jwks.timeoutMs', o.jwks?.timeoutMs, 5_000)),
-        [customFetch]: jwksFetch(fetchImpl),
-      },
-    );
+    this.#jwks = new JwksCache({
+      url: url('jwksUri', o.jwksUri ?? `${base}/.well-known/jwks.json`, o.allowInsecureHttp),
+      fetch: fetchImpl,
+      algorithms,
+      cooldownMs: positive('jwks.cooldownMs', o.jwks?.cooldownMs, 30_000, true),
+      cacheMaxAgeMs: positive('jwks.cacheMaxAgeMs', o.jwks?.cacheMaxAgeMs, 600_000),
+      timeoutMs: Math.ceil(positive('jwks.timeoutMs', o.jwks?.timeoutMs, 5_000)),
+      now: this.#now,
+    });
     const jwks = this.#jwks;
-    // Not async, and no await of its own: this sits on every verification's path.
+    // Not async, and no await of its own: this sits on every verification's path. jose has already checked
+    // `alg` against the allow-list; a known (kid, alg) resolves synchronously from the cached set.
     this.#getKey = (header, token) => {
       // SPIFFE requires kid; without it jose would try whichever key fits, so refuse before any lookup.
       if (typeof header.kid !== 'string' || header.kid.length === 0) {
         throw new VerifyError('ERR_TOKEN_MALFORMED', 'the token header has no "kid"', { claim: 'kid' });
       }
-      return jwks(header, token);
+      return jwks.key(header, token.protected);
     };
 
     if (o.revocationFeed !== false) {
@@ -336,7 +312,7 @@ class JwtSvidVerifier implements Verifier {
 
   async #start(): Promise<void> {
     this.#feed?.start();
-    const keys = this.#jwks.reload().catch((e: unknown) => {
+    const keys = this.#jwks.refresh().catch((e: unknown) => {
       throw e instanceof VerifyError ? e : jwksUnavailable(e);
     });
     await Promise.all([keys, this.#feed?.waitCurrent(this.#startTimeoutMs)]);
@@ -351,9 +327,12 @@ class JwtSvidVerifier implements Verifier {
     }
     const audience =
       options?.audience === undefined ? this.#audience : audienceList('audience', options.audience);
+    // A header already looked up in the current key set goes straight to its key; any other through #getKey.
+    const dot = token.indexOf('.');
+    const known = dot > 0 ? this.#jwks.remembered(token.slice(0, dot)) : undefined;
     let result: JWTVerifyResult;
     try {
-      result = await jwtVerify(token, this.#getKey, {
+      result = await jwtVerify(token, known ?? this.#getKey, {
         algorithms: this.#algorithms,
         issuer: this.#issuer,
         audience,
@@ -378,11 +357,8 @@ class JwtSvidVerifier implements Verifier {
 
   #toSvid({ payload, protectedHeader }: JWTVerifyResult): Svid {
     const { sub, aud, jti, task, iat, exp } = payload;
-    if (typeof sub !== 'string' || validateSpiffeId(sub) !== null) {
-      throw invalid('sub', 'the "sub" claim is not a spiffe id');
-    }
-    const slash = sub.indexOf('/', SPIFFE_SCHEME.length);
-    const trustDomain = slash < 0 ? sub.slice(SPIFFE_SCHEME.length) : sub.slice(SPIFFE_SCHEME.length, slash);
+    if (typeof sub !== 'string') throw invalid('sub', 'the "sub" claim is not a spiffe id');
+    const trustDomain = this.#trustDomainOf(sub);
     if (this.#trustDomain !== undefined && trustDomain !== this.#trustDomain) {
       throw invalid('sub', 'the "sub" claim is not in the trusted trust domain');
     }
@@ -411,6 +387,19 @@ class JwtSvidVerifier implements Verifier {
       kid: protectedHeader.kid as string,
       claims: payload,
     };
+  }
+
+  /** The trust domain of a valid SPIFFE ID; the few IDs a relying party sees are validated once each. */
+  #trustDomainOf(sub: string): string {
+    const known = this.#subjects.get(sub);
+    if (known !== undefined) return known;
+    if (validateSpiffeId(sub) !== null) throw invalid('sub', 'the "sub" claim is not a spiffe id');
+    const slash = sub.indexOf('/', SPIFFE_SCHEME.length);
+    const trustDomain = slash < 0 ? sub.slice(SPIFFE_SCHEME.length) : sub.slice(SPIFFE_SCHEME.length, slash);
+    // Only valid IDs of signed tokens get here, and each is at most 2 KiB; clearing bounds the memory.
+    if (this.#subjects.size >= SUBJECT_MEMO_ENTRIES) this.#subjects.clear();
+    this.#subjects.set(sub, trustDomain);
+    return trustDomain;
   }
 
   isRevoked(ref: { credential?: string | undefined; task?: string | undefined }): boolean {
