@@ -56,9 +56,18 @@ export function issuanceLane(
   };
 }
 
+/**
+ * The Content-Types the lane takes: `application/json`, bare or with one `charset=utf-8` (quoted or not, any case).
+ * isJsonBody alone is looser than body-parser's own charset rule (the first charset, unquoted, must start with
+ * "utf-" and be a known encoding): `charset=utf8`, `charset="utf-8;x"` pass isJsonBody, yet express answers 415.
+ * Every other form, however rare, goes to express, whose answer is then the only one.
+ */
+const LANE_CONTENT_TYPE = /^application\/json[ \t]*(?:;[ \t]*charset[ \t]*=[ \t]*(?:utf-8|"utf-8")[ \t]*)?$/i;
+
 /** Headers only: the requests whose body the lane reads as express.json would, with the same outcome. */
 function commonForm(req: IncomingMessage, limit: number): boolean {
-  if (!isJsonBody(req)) return false; // express answers ERR_UNSUPPORTED_MEDIA_TYPE
+  const type = req.headers['content-type'];
+  if (type === undefined || !LANE_CONTENT_TYPE.test(type) || !isJsonBody(req)) return false;
   const coding = req.headers['content-encoding'];
   if (coding !== undefined && coding.toLowerCase() !== 'identity') return false; // inflated by body-parser
   const length = req.headers['content-length'];
@@ -68,7 +77,8 @@ function commonForm(req: IncomingMessage, limit: number): boolean {
 
 /**
  * Runs express-style steps in order as express 5 does: `next()` goes on, `next(err)` or a thrown error or a
- * rejected promise stops with `err`; `done()` when every step called `next()`.
+ * rejected promise stops with `err`, `next('route')` or `next('router')` with express's 404; `done()` when every
+ * step called `next()`.
  */
 function run(
   steps: readonly RequestHandler[],
@@ -87,6 +97,8 @@ function run(
     if (called) return;
     called = true;
     if (err === undefined || err === null) run(steps, req, res, done, at + 1);
+    // Express leaves the route for the next router, and no other router serves a lane path: its 404.
+    else if (err === 'route' || err === 'router') done(new WritError('ERR_NOT_FOUND'));
     else done(err);
   };
   try {

@@ -137,6 +137,9 @@ describe('the issuance lane answers as the express route does', () => {
     const lane = await send(b, '/v1/svid/jwt', VALID);
     expect(lane.status).toBe(200);
     expect(JSON.parse(lane.text).spiffeId).toBe('spiffe://writ.local/lane');
+    // Sent whole with its length, not chunked.
+    expect(lane.headers['content-length']).toBe(String(Buffer.byteLength(lane.text)));
+    expect(lane.headers['transfer-encoding']).toBeUndefined();
   });
 
   it('counts and names lane requests in the request metrics like routed ones', async () => {

@@ -66,8 +66,13 @@ export function issuanceStep<B extends { attestor: string }>(
       noteLegacyIssuance(deps, issued, body.attestor, res.locals.reqId);
       // node:http's own calls: this step also runs without express (the issuance lane), and express's res.json
       // would hash the body for an ETag, useless on a one-off POST.
-      res.writeHead(200, { 'Cache-Control': 'no-store', 'Content-Type': 'application/json; charset=utf-8' });
-      res.end(JSON.stringify(issued));
+      const json = JSON.stringify(issued);
+      res.writeHead(200, {
+        'Cache-Control': 'no-store',
+        'Content-Type': 'application/json; charset=utf-8',
+        'Content-Length': Buffer.byteLength(json),
+      });
+      res.end(json);
     } catch (e) {
       deps.metrics.issuanceFailures.inc({ type, code: isWritError(e) ? e.code : 'server_error' });
       await noteAttestationFailure(deps, body.attestor, req.ip, e);
