@@ -141,7 +141,7 @@ export const AUDIT_LIMITS = {
 
 const TYPE_PATTERN = /^[a-z][a-z0-9_]*(\.[a-z][a-z0-9_]*)+$/;
 const ACTOR_PATTERN = /^[a-z][a-z0-9_]*:\S+$/;
-const DETAIL_KEY_PATTERN = /^[A-Za-z][A-Za-z0-9_.-]{0,63}$/;
+export const DETAIL_KEY_PATTERN = /^[A-Za-z][A-Za-z0-9_.-]{0,63}$/;
 const LONE_SURROGATE = /\p{Cs}/u;
 
 function checkString(field: string, value: unknown, max: number): string {
@@ -323,8 +323,14 @@ export function toPage(records: AuditRecord[], limit: number): AuditPage {
 
 // ---- the chain check, over whatever an adapter stores
 
-/** One stored slot as read back: its position (seq) and the record, or why it cannot be read. */
-export type StoredSlot = { position: number; record: AuditRecord } | { position: number; problem: string };
+/**
+ * One stored slot as read back: its position (seq) and the record, or why it cannot be read. `derived`: the
+ * storage does not keep the record's hash (the compact Redis format): `record.hash` was computed from the
+ * record itself, so only the next record's `prev` (or the head, for the newest) vouches for its content.
+ */
+export type StoredSlot =
+  | { position: number; record: AuditRecord; derived?: boolean }
+  | { position: number; problem: string };
 
 /** What verifyChain reads; each adapter maps its storage onto this. */
 export interface ChainSource {
@@ -347,7 +353,8 @@ function checkBound(name: string, value: number | undefined): void {
  * Recomputes the chain over `range`. Checks, for every seq in order: the record is there and readable, its seq
  * field is its position, its prev is the previous record's hash (genesis for seq 1; for the first record of a
  * range starting later, the link is checked when the record before it is readable), and its hash matches its
- * content. Over the whole trail it also checks that the head (written with every append) names the newest
+ * content (stored hashes; a hash that is not stored is checked by the next link, see StoredSlot). Over the
+ * whole trail it also checks that the head (written with every append) names the newest
  * record: truncating the trail or dropping the head is a break too.
  *
  * @param trimmed the trail is trimmed (MAXLEN): without `from`, checking starts at the oldest retained record
@@ -378,12 +385,46 @@ export async function verifyChain(
   const last = Math.min(range.to ?? head.seq, head.seq);
   if (from > last) return { valid: true, checked };
 
+  /** The record at `position` when it is stored and readable. */
+  const readAt = async (position: number): Promise<AuditRecord | null> => {
+    const [slot] = await source.read(position, 1);
+    return slot?.position === position && 'record' in slot ? slot.record : null;
+  };
+  /**
+   * Whether `hash` (the computed hash of the record at `position`) is what the chain names next: the prev of
+   * the record after it, or the head for the newest record.
+   */
+  const linkedForward = async (position: number, hash: string): Promise<boolean> => {
+    if (position === head.seq) return hash === head.hash;
+    return (await readAt(position + 1))?.prev === hash;
+  };
+  /**
+   * A record whose hash is not stored is vouched for by the next link only. When that link fails, either the
+   * record was altered or the next record's prev was: the next record is intact exactly when it links forward
+   * itself, so the break is named at the record that was changed.
+   */
+  const brokenLink = async (at: number, record: AuditRecord, previousDerived: boolean) => {
+    if (previousDerived && (await linkedForward(at, recordHash(record)))) {
+      checked--;
+      return broken(at - 1, 'hash does not match the record content');
+    }
+    return broken(
+      at,
+      at === 1
+        ? 'prev of the first record is not the genesis hash'
+        : `prev is not the hash of record ${at - 1}`,
+    );
+  };
+
   let expectedPrev: string | null = GENESIS_HASH;
+  let previousDerived = false;
   if (from > 1) {
     const [anchor] = await source.read(from - 1, 1);
     expectedPrev = anchor?.position === from - 1 && 'record' in anchor ? anchor.record.hash : null;
+    // The anchor lies outside the range: a failed link to it is the range's first record's break.
   }
   let next = from;
+  let lastDerived = false;
   while (next <= last) {
     const slots = await source.read(next, Math.min(VERIFY_BATCH, last - next + 1));
     if (slots.length === 0) return broken(next, `record ${next} is missing`);
@@ -394,21 +435,31 @@ export async function verifyChain(
       const record = slot.record;
       if (record.seq !== next) return broken(next, 'the seq field does not match the record position');
       if (expectedPrev !== null && record.prev !== expectedPrev) {
-        return broken(
-          next,
-          next === 1
-            ? 'prev of the first record is not the genesis hash'
-            : `prev is not the hash of record ${next - 1}`,
-        );
+        return brokenLink(next, record, previousDerived);
       }
-      if (recordHash(record) !== record.hash) return broken(next, 'hash does not match the record content');
+      if (slot.derived !== true && recordHash(record) !== record.hash) {
+        return broken(next, 'hash does not match the record content');
+      }
       expectedPrev = record.hash;
+      previousDerived = slot.derived === true;
+      lastDerived = previousDerived;
       checked++;
       next++;
     }
   }
-  if (last === head.seq && expectedPrev !== head.hash) {
-    return broken(head.seq, `record ${head.seq} is not the one the chain head names`);
+  if (last === head.seq) {
+    if (expectedPrev !== head.hash) {
+      if (lastDerived) checked--; // its content is vouched for by the head alone
+      return broken(head.seq, `record ${head.seq} is not the one the chain head names`);
+    }
+  } else if (lastDerived && expectedPrev !== null) {
+    // The range's last record vouches for nothing by itself: check it against the link that follows it.
+    const following = await readAt(last + 1);
+    if (following === null) return broken(last + 1, `record ${last + 1} is missing or malformed`);
+    if (following.prev !== expectedPrev) {
+      next = last + 1;
+      return brokenLink(last + 1, following, true);
+    }
   }
   return { valid: true, checked };
 }

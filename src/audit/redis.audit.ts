@@ -1,11 +1,22 @@
 // Redis adapter of the AuditLog: one hash chain in one stream, extended by compare-and-append from any replica.
 //
 // Data model (`<p>` is the prefix, `writ:` by default):
-//   <p>audit        stream  one entry per record, entry id `<seq>-0` (so a page `after` a seq is one XRANGE);
-//                           fields seq, time, type, actor, [subject], [decision], [policies] (JSON array),
-//                           [details] (JSON object), prev, hash. Never trimmed unless `maxLen` is set.
+//   <p>audit        stream  one entry per record, entry id `<seq>-0` (so a page `after` a seq is one XRANGE).
+//                           Written in the compact format (below); records in the first format (fields seq,
+//                           time, type, actor, [subject], [decision], [policies] (JSON array), [details] (JSON
+//                           object), prev, hash) are still read and verified, alone or mixed with compact ones.
+//                           Never trimmed unless `maxLen` is set.
 //   <p>audit:head   hash    seq, hash of the newest record (and the id of the batch that wrote it): the chain head, written with every append. It lets
 //                           verify notice a truncated trail, and keeps a deleted stream from restarting at genesis.
+// The compact format stores what cannot be derived: no seq (the entry id is `<seq>-0`), no hash (it is the hash
+// of the record, which holds its prev: the next record's prev, or the head for the newest, vouches for it), the
+// prev as base64url of its 32 bytes, one-letter names (t time, y type, a actor, s subject, d decision, p policies
+// as JSON, l prev, last), and details one field per key with its type in the name (`x.<key>` string, `n.<key>`
+// number, `j.<key>` JSON: boolean, null, array; an empty details object is `e` = `{}`). Records of the same shape
+// then share their field names in the stream's listpacks (Redis stores them once per node). The hash is over the
+// record itself (canonical JSON, audit-log.ts), never over this encoding: re-encoding changes no hash. The first
+// field tells the formats apart (`seq`: the first format, `t`: compact); a record that mixes the two, repeats a
+// field or carries one the format does not have is malformed (a broken link).
 // Why a stream: records are append-only and ordered, pageable by id, and can be followed with XREAD by an
 // external shipper. Redis can still be rewritten by whoever has write access (XDEL, or DEL and re-XADD with
 // chosen ids); that is what the hash chain makes evident, and what the tests do.
@@ -39,8 +50,10 @@ import {
   type ChainSource,
   checkEvent,
   checkPageRequest,
+  DETAIL_KEY_PATTERN,
   GENESIS_HASH,
   parseAuditRecord,
+  recordHash,
   type StoredSlot,
   sealRecord,
   toPage,
@@ -177,7 +190,7 @@ export class RedisAuditLog implements AuditLog {
         randomUUID(),
       ];
       for (const record of records) {
-        const fields = toFields(record);
+        const fields = auditEntryFields(record);
         args.push(fields.length, ...fields);
       }
       const raw = await this.#call(() =>
@@ -257,8 +270,10 @@ export class RedisAuditLog implements AuditLog {
     return parsed.data.map(([id, flat]): StoredSlot => {
       const position = idPosition(id);
       if (!/^\d+-0$/.test(id)) return { position, problem: `the stream id ${id} is not <seq>-0` };
-      const record = fromFields(flat);
-      return record === null ? { position, problem: 'the record is malformed' } : { position, record };
+      const decoded = fromFields(position, flat);
+      return decoded === null
+        ? { position, problem: 'the record is malformed' }
+        : { position, record: decoded.record, derived: decoded.derived };
     });
   }
 
@@ -269,40 +284,146 @@ export class RedisAuditLog implements AuditLog {
 
 // ---- encoding
 
-function toFields(record: AuditRecord): string[] {
-  const fields = ['seq', String(record.seq), 'time', String(record.time), 'type', record.type];
-  fields.push('actor', record.actor);
-  if (record.subject !== undefined) fields.push('subject', record.subject);
-  if (record.decision !== undefined) fields.push('decision', record.decision);
-  if (record.policies !== undefined) fields.push('policies', JSON.stringify(record.policies));
-  if (record.details !== undefined) fields.push('details', JSON.stringify(record.details));
-  fields.push('prev', record.prev, 'hash', record.hash);
+/** The compact stream fields of a record (see the header): what cannot be derived from the entry id or hash. */
+export function auditEntryFields(record: AuditRecord): string[] {
+  const fields = ['t', String(record.time), 'y', record.type, 'a', record.actor];
+  if (record.subject !== undefined) fields.push('s', record.subject);
+  if (record.decision !== undefined) fields.push('d', record.decision);
+  if (record.policies !== undefined) fields.push('p', JSON.stringify(record.policies));
+  if (record.details !== undefined) {
+    const entries = Object.entries(record.details);
+    if (entries.length === 0) fields.push('e', '{}');
+    for (const [key, value] of entries) {
+      if (typeof value === 'string') fields.push(`x.${key}`, value);
+      else if (typeof value === 'number') fields.push(`n.${key}`, JSON.stringify(value));
+      else fields.push(`j.${key}`, JSON.stringify(value));
+    }
+  }
+  fields.push('l', Buffer.from(record.prev, 'hex').toString('base64url'));
   return fields;
+}
+
+/** The record a stream entry holds (either format), or null when it is not a well-formed record. */
+function fromFields(position: number, flat: string[]): { record: AuditRecord; derived: boolean } | null {
+  if (flat.length % 2 !== 0 || flat.length === 0) return null;
+  if (flat[0] === 'seq') {
+    const record = fromFirstFormat(flat);
+    return record === null ? null : { record, derived: false };
+  }
+  if (flat[0] !== 't') return null;
+  const record = fromCompact(position, flat);
+  return record === null ? null : { record, derived: true };
+}
+
+const INTEGER = /^-?\d{1,16}$/;
+// JSON.stringify of a finite number, as toFields writes it
+const JSON_NUMBER = /^-?(0|[1-9]\d*)(\.\d+)?(e[+-]\d+)?$/;
+const BASE64URL_32 = /^[A-Za-z0-9_-]{43}$/;
+const COMPACT_NAMES: Record<string, string> = {
+  t: 'time',
+  y: 'type',
+  a: 'actor',
+  s: 'subject',
+  d: 'decision',
+  p: 'policies',
+  l: 'prev',
+};
+
+function fromCompact(position: number, flat: string[]): AuditRecord | null {
+  const object: Record<string, unknown> = {};
+  const seen = new Set<string>();
+  let details: Record<string, unknown> | undefined;
+  for (let i = 0; i < flat.length; i += 2) {
+    const name = flat[i]!;
+    const value = flat[i + 1]!;
+    if (seen.has(name)) return null;
+    seen.add(name);
+    const tag = name.length > 2 && name[1] === '.' ? name[0] : undefined;
+    if (tag !== undefined) {
+      // one details key per field; `e` (empty details) excludes them
+      if (seen.has('e')) return null;
+      details ??= {};
+      const key = name.slice(2);
+      if (!DETAIL_KEY_PATTERN.test(key) || Object.hasOwn(details, key)) return null;
+      if (tag === 'x') details[key] = value;
+      else if (tag === 'n') {
+        if (!JSON_NUMBER.test(value)) return null;
+        const n = Number(value);
+        if (!Number.isFinite(n) || JSON.stringify(n) !== value) return null;
+        details[key] = n;
+      } else if (tag === 'j') {
+        const parsed = parseJson(value);
+        if (parsed === undefined || typeof parsed === 'string' || typeof parsed === 'number') return null;
+        details[key] = parsed;
+      } else return null;
+      continue;
+    }
+    if (name === 'e') {
+      if (value !== '{}' || details !== undefined) return null;
+      details = {};
+      continue;
+    }
+    const field = COMPACT_NAMES[name];
+    if (field === undefined) return null;
+    if (name === 't') {
+      if (!INTEGER.test(value)) return null;
+      object.time = Number(value);
+    } else if (name === 'p') {
+      const parsed = parseJson(value);
+      if (parsed === undefined) return null;
+      object.policies = parsed;
+    } else if (name === 'l') {
+      if (!BASE64URL_32.test(value)) return null;
+      const bytes = Buffer.from(value, 'base64url');
+      // one encoding per value: 32 bytes that encode back to exactly the stored text
+      if (bytes.length !== 32 || bytes.toString('base64url') !== value) return null;
+      object.prev = bytes.toString('hex');
+    } else object[field] = value;
+  }
+  if (flat[flat.length - 2] !== 'l') return null;
+  if (details !== undefined) object.details = details;
+  object.seq = position;
+  object.hash = '0'.repeat(64); // placeholder for the schema; replaced by the computed hash below
+  const record = parseAuditRecord(object);
+  if (record === null) return null;
+  record.hash = recordHash(record);
+  return record;
+}
+
+function parseJson(text: string): unknown {
+  try {
+    return JSON.parse(text);
+  } catch {
+    return undefined;
+  }
 }
 
 const INTEGER_FIELDS = new Set(['seq', 'time']);
 const JSON_FIELDS = new Set(['policies', 'details']);
 
-/** The record a stream entry holds, or null when it is not a well-formed record. */
-function fromFields(flat: string[]): AuditRecord | null {
-  if (flat.length % 2 !== 0) return null;
+/** A record in the first format (every field stored, its hash included), or null when malformed. */
+function fromFirstFormat(flat: string[]): AuditRecord | null {
   const object: Record<string, unknown> = {};
   for (let i = 0; i < flat.length; i += 2) {
     const name = flat[i]!;
     const value = flat[i + 1]!;
     if (Object.hasOwn(object, name)) return null;
     if (INTEGER_FIELDS.has(name)) {
-      if (!/^-?\d{1,16}$/.test(value)) return null;
+      if (!INTEGER.test(value)) return null;
       object[name] = Number(value);
     } else if (JSON_FIELDS.has(name)) {
-      try {
-        object[name] = JSON.parse(value);
-      } catch {
-        return null;
-      }
+      const parsed = parseJson(value);
+      if (parsed === undefined) return null;
+      object[name] = parsed;
     } else object[name] = value;
   }
   return parseAuditRecord(object);
+}
+
+/** The record a stream entry `<seq>-0` holds (either format; a compact record's hash computed), or null. */
+export function decodeAuditEntry(id: string, fields: string[]): AuditRecord | null {
+  if (!/^\d+-0$/.test(id)) return null;
+  return fromFields(idPosition(id), fields)?.record ?? null;
 }
 
 /** The seq part of an entry id `<seq>-<n>`. */

@@ -99,9 +99,14 @@ export function assertBlockMs(blockMs: number): void {
 
 const pad = (epoch: number): string => String(epoch).padStart(10, '0');
 
-/** `<issuedAt, 10 digits>|<credential id>|<task id>`: the listing order of credentials (descending). */
-export function credentialKey(c: Pick<CredentialRecord, 'issuedAt' | 'id' | 'task'>): string {
-  return `${pad(c.issuedAt)}|${c.id}|${c.task}`;
+/**
+ * `<issuedAt, 10 digits>:<credential id>`: the listing order of credentials (descending). Credential ids are
+ * unique, so the key needs no more (the Redis store finds the task through its id index); the `:` tells it from
+ * a task key. Keys written before were `<issuedAt>|<id>|<task id>`: still read, and a cursor made of one still
+ * resumes (within one second, such keys sort after the current ones).
+ */
+export function credentialKey(c: Pick<CredentialRecord, 'issuedAt' | 'id'>): string {
+  return `${pad(c.issuedAt)}:${c.id}`;
 }
 
 /** `<createdAt, 10 digits>|<task id>`: the listing order of tasks (descending). */
@@ -109,12 +114,18 @@ export function taskKey(t: Pick<TaskRecord, 'createdAt' | 'id'>): string {
   return `${pad(t.createdAt)}|${t.id}`;
 }
 
-const CREDENTIAL_KEY = /^(\d{10})\|([^|]+)\|([^|]+)$/;
+const CREDENTIAL_KEY = /^(\d{10}):([^|]+)$/;
+const EARLIER_CREDENTIAL_KEY = /^(\d{10})\|([^|]+)\|([^|]+)$/;
 const TASK_KEY = /^(\d{10})\|([^|]+)$/;
 
-export function parseCredentialKey(key: string): { issuedAt: number; id: string; task: string } | null {
+/** A credential listing key; `task` only in keys of the earlier form (`<issuedAt>|<id>|<task>`). */
+export function parseCredentialKey(
+  key: string,
+): { issuedAt: number; id: string; task: string | undefined } | null {
   const m = CREDENTIAL_KEY.exec(key);
-  return m === null ? null : { issuedAt: Number(m[1]), id: m[2]!, task: m[3]! };
+  if (m !== null) return { issuedAt: Number(m[1]), id: m[2]!, task: undefined };
+  const earlier = EARLIER_CREDENTIAL_KEY.exec(key);
+  return earlier === null ? null : { issuedAt: Number(earlier[1]), id: earlier[2]!, task: earlier[3]! };
 }
 
 export function parseTaskKey(key: string): { createdAt: number; id: string } | null {

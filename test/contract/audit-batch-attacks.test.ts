@@ -6,7 +6,7 @@ import * as net from 'node:net';
 import type { Redis } from 'ioredis';
 import { afterAll, afterEach, describe, expect, it } from 'vitest';
 import type { AuditEvent, AuditRecord } from '../../src/audit/audit-log.ts';
-import { auditKeys, RedisAuditLog } from '../../src/audit/redis.audit.ts';
+import { auditKeys, decodeAuditEntry, RedisAuditLog } from '../../src/audit/redis.audit.ts';
 import { createRedis } from '../../src/server.ts';
 import { deleteKeys, testRedis, testRedisUrl, uniquePrefix } from '../helpers/redis.ts';
 import { type RedisServer, restartRedisServer, startRedisServer } from '../helpers/redis-server.ts';
@@ -45,15 +45,18 @@ const event = (n: number, who = 'a'): AuditEvent => ({
   details: { n, who },
 });
 
-async function storedRecords(redis: Redis, prefix: string): Promise<Map<number, string[]>> {
-  const out = new Map<number, string[]>();
+/** The records stored, decoded from their stream entries (the hash of a compact record is computed). */
+async function storedRecords(redis: Redis, prefix: string): Promise<Map<number, AuditRecord>> {
+  const out = new Map<number, AuditRecord>();
   for (const [id, fields] of await redis.xrange(auditKeys(prefix).stream, '-', '+')) {
-    out.set(Number(id.split('-')[0]), fields);
+    const record = decodeAuditEntry(id, fields);
+    if (record === null) throw new Error(`stream entry ${id} is malformed`);
+    out.set(Number(id.split('-')[0]), record);
   }
   return out;
 }
 
-const field = (fields: string[], name: string) => fields[fields.indexOf(name) + 1];
+const field = (record: AuditRecord, name: 'hash' | 'subject') => record[name];
 
 describe('audit group commit under attack', () => {
   it('two replicas batching at once extend one chain: no fork, no loss, no duplicate, call order kept', async () => {

@@ -21,7 +21,10 @@ export interface KeyFamily {
   keys: number;
   /** MEMORY USAGE, averaged over up to 200 sampled keys of the family. */
   avgBytes: number;
-  /** For a family of one big key (a global index): its members, and bytes per member. */
+  /**
+   * For a family of one big key (a global index): its members, and bytes per member. For the credential id index
+   * buckets: their fields (estimated from the sample), and bytes per field.
+   */
   members?: number;
   bytesPerMember?: number;
 }
@@ -71,10 +74,14 @@ async function variant(
   };
 }
 
-/** `writ:{t:task-1}:cred:<uuid>` -> `writ:{t:*}:cred:*`: ids and tokens become `*`. */
+/**
+ * `writ:{t:task-1}:cred:<uuid>` -> `writ:{t:*}:cred:*`: ids and tokens become `*`, and so do the buckets of the
+ * credential id index (`writ:ci:<3 hex>` -> `writ:ci:*`).
+ */
 export function familyOf(key: string): string {
   return key
     .replace(/\{t:[^}]*\}/, '{t:*}')
+    .replace(/:ci:[0-9a-f]{3}$/, ':ci:*')
     .split(':')
     .map((seg) => seg.replace(/[A-Za-z0-9_=-]{20,}$/, '*').replace(/^\d+$/, '*'))
     .join(':');
@@ -109,6 +116,13 @@ async function keyFamilies(redis: Redis): Promise<KeyFamily[]> {
       keys: counts.get(family) ?? 0,
       avgBytes: Math.round(sizes.reduce((a, b) => a + b, 0) / Math.max(1, sizes.length)),
     };
+    if (entry.keys > 1 && family.endsWith(':ci:*')) {
+      // the credential id index buckets: fields per bucket (sampled) and bytes per field
+      const lens = await Promise.all(sample.map((key) => redis.hlen(key)));
+      const avg = lens.reduce((a, b) => a + b, 0) / Math.max(1, lens.length);
+      entry.members = Math.round(avg * entry.keys);
+      entry.bytesPerMember = avg > 0 ? Math.round(entry.avgBytes / avg) : 0;
+    }
     if (entry.keys === 1 && (type === 'zset' || type === 'hash' || type === 'stream')) {
       const key = sample[0]!;
       const members =

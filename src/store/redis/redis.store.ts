@@ -2,14 +2,23 @@
 //
 // Data model (all times epoch seconds; `<p>` is the prefix, `writ:` by default):
 //   <p>{t:<task>}:task        hash    o owner, g origin, c createdAt, d deadline, s status, e endedAt, r endReason,
-//                                     p fan-out cursor (index into :creds), f fan-out done (1)
-//   <p>{t:<task>}:creds       zset    credential id -> expiresAt
-//   <p>{t:<task>}:cred:<id>   hash    y type, s spiffeId, a attestor, u audience (JSON array), i issuedAt,
+//                                     p fan-out cursor (index into the task's credentials: k first, then :creds),
+//                                     f fan-out done (1), k id and x expiresAt of the task's only credential
+//   <p>{t:<task>}:creds       zset    credential id -> expiresAt; made when a second credential joins the task (the
+//                                     first moves here from k, x): a one-credential task has no key for it
+//   <p>{t:<task>}:cred:<id>   hash    y type, s spiffeId (only when it is not the task owner's: the task hash
+//                                     outlives the credential's), a attestor, u audience (JSON array), i issuedAt,
 //                                     e expiresAt, k kid, l legacy (1|0), v revokedAt, w revokedReason
-//   <p>cidx:<id>              string  task id, so that a credential can be found without its task
-//   <p>idx:creds              zset    admin listing of credentials: scores 0, member `<issuedAt>|<id>|<task>`
-//                                     (issuedAt zero-padded to 10 digits): ZREVRANGEBYLEX lists newest first
-//                                     and resumes after a cursor member, whatever was inserted meanwhile
+//   <p>ci:<bucket>            hash    credential id -> task id, so that a credential can be found without its task;
+//                                     4096 buckets by a hash of the id (small hashes stay listpack-encoded: no key,
+//                                     TTL and dict entry per credential). Fields have no TTL: they go when the
+//                                     listing index drops the credential (trimRevocations, listings).
+//   <p>cidx:<id>              string  the same, as brokers before the buckets wrote it (read as a fallback; these
+//                                     keys expire with their credential)
+//   <p>idx:creds              zset    admin listing of credentials: scores 0, member `<issuedAt>:<id>` (issuedAt
+//                                     zero-padded to 10 digits; the task comes from the id index): ZREVRANGEBYLEX
+//                                     lists newest first and resumes after a cursor member, whatever was inserted
+//                                     meanwhile. Members `<issuedAt>|<id>|<task>` of earlier brokers are read too.
 //   <p>idx:tasks              zset    admin listing of tasks: scores 0, member `<createdAt>|<task>`
 //   <p>tasks:deadlines        zset    active task id -> deadline (the sweeper's overdue tasks)
 //   <p>tasks:ending           zset    ended task id -> endedAt, until its fan-out is done
@@ -133,7 +142,9 @@ export function redisKeys(prefix: string) {
     task: (task: string) => `${prefix}{t:${task}}:task`,
     taskCredentials: (task: string) => `${prefix}{t:${task}}:creds`,
     credential: (task: string, id: string) => `${prefix}{t:${task}}:cred:${id}`,
-    credentialIndex: (id: string) => `${prefix}cidx:${id}`,
+    credentialIndex: (id: string) => `${prefix}ci:${credentialIndexBucket(id)}`,
+    /** The per-credential key of brokers before the buckets; read as a fallback until it expires. */
+    legacyCredentialIndex: (id: string) => `${prefix}cidx:${id}`,
     credentialListing: `${prefix}idx:creds`,
     taskListing: `${prefix}idx:tasks`,
     taskDeadlines: `${prefix}tasks:deadlines`,
@@ -147,6 +158,16 @@ export function redisKeys(prefix: string) {
     ephemeral: (kind: 'once' | 'eph' | 'hit', scope: string, key: string) =>
       `${prefix}${kind}:${scope}:${key}`,
   };
+}
+
+/** The credential id index bucket of an id: 3 hex digits of its FNV-1a hash (ids are broker-made, random). */
+export function credentialIndexBucket(id: string): string {
+  let h = 0x811c9dc5;
+  for (let i = 0; i < id.length; i++) {
+    h ^= id.charCodeAt(i);
+    h = Math.imul(h, 0x01000193);
+  }
+  return ((h >>> 0) & 0xfff).toString(16).padStart(3, '0');
 }
 
 /** Field names of the task hash. */
@@ -270,7 +291,7 @@ const taskHash = z.object({
 
 const credentialHash = z.object({
   y: z.enum(['jwt', 'x509']),
-  s: z.string(),
+  s: z.string().optional(),
   a: z.string(),
   u: jsonText.pipe(z.array(z.string())),
   i: epoch,
@@ -366,6 +387,8 @@ export class RedisStore implements CredentialStore {
   #entryCache: { version: string; entries: readonly RegistrationEntry[]; readAt: number } | undefined;
   /** The store's own connection for blocking feed reads, made on first use. */
   #blocking: Promise<Redis> | undefined;
+  /** Per listing index, where the last trim stopped (`(<key>`), when it stopped short of the end. */
+  readonly #trimFrom = new Map<string, string>();
   #closed = false;
 
   constructor(opts: RedisStoreOptions) {
@@ -518,6 +541,7 @@ export class RedisStore implements CredentialStore {
         task.id,
         credentialKey(credential),
         taskKey({ createdAt: now, id: task.id }),
+        credential.spiffeId,
         ...credentialFields(credential),
       ),
     );
@@ -529,8 +553,17 @@ export class RedisStore implements CredentialStore {
       : { ok: false, reason: outcome, task: record };
   }
 
+  /** The task a credential id was recorded in (the id index; brokers before the buckets: their own key). */
+  async #taskOf(id: string): Promise<string | null> {
+    const [bucketed, legacy] = await this.#pipeline([
+      ['hget', this.#keys.credentialIndex(id), id],
+      ['get', this.#keys.legacyCredentialIndex(id)],
+    ]);
+    return parseStored(z.string().nullable(), bucketed ?? legacy ?? null, 'credential index');
+  }
+
   async getCredential(id: string, task?: string): Promise<CredentialView | null> {
-    const taskId = task ?? (await this.#call(() => this.#redis.get(this.#keys.credentialIndex(id))));
+    const taskId = task ?? (await this.#taskOf(id));
     if (taskId === null) return null;
     const [credentialFields, taskFields] = await this.#call(async () => {
       const replies = await this.#redis
@@ -546,8 +579,13 @@ export class RedisStore implements CredentialStore {
     });
     if (credentialFields === undefined || Object.keys(credentialFields).length === 0) return null;
     const now = seconds(this.#clock);
-    const credential = toCredential(id, taskId, parseStored(credentialHash, credentialFields, 'credential'));
-    if (now >= credential.expiresAt + this.#retention) return null;
+    const credential = toCredential(
+      id,
+      taskId,
+      parseStored(credentialHash, credentialFields, 'credential'),
+      taskFields,
+    );
+    if (credential === null || now >= credential.expiresAt + this.#retention) return null;
     return { credential, task: this.#liveTask(taskId, taskFields, now) };
   }
 
@@ -618,7 +656,7 @@ export class RedisStore implements CredentialStore {
   ): Promise<{ revoked: boolean; view: CredentialView } | null> {
     assertReason(reason);
     assertEpoch('at', at);
-    const taskId = task ?? (await this.#call(() => this.#redis.get(this.#keys.credentialIndex(id))));
+    const taskId = task ?? (await this.#taskOf(id));
     if (taskId === null) return null;
     const now = seconds(this.#clock);
     const k = this.#keys;
@@ -638,14 +676,17 @@ export class RedisStore implements CredentialStore {
     const [code, credentialFields, taskFields] = parseStored(revokeReply, reply, 'script reply');
     const outcome = mapCode(REVOKE_CODES, code);
     if (outcome === 'missing') return null;
+    const taskHashFields = pairs(taskFields);
     const credential = toCredential(
       id,
       taskId,
       parseStored(credentialHash, pairs(credentialFields), 'credential'),
+      taskHashFields,
     );
+    if (credential === null) return null;
     return {
       revoked: outcome === 'revoked',
-      view: { credential, task: this.#liveTask(taskId, pairs(taskFields), now) },
+      view: { credential, task: this.#liveTask(taskId, taskHashFields, now) },
     };
   }
 
@@ -660,13 +701,15 @@ export class RedisStore implements CredentialStore {
     if (filter.task !== undefined) {
       // The task's own zset: every credential of the task in listing order (one round trip for their issuedAt).
       const sorted = await this.#taskListingKeys(filter.task);
+      const task = filter.task;
       const source: ScanSource<CredentialView> = {
         fetch: async (from, count) => sliceAfter(sorted, from, count),
-        read,
+        read: (keys) => this.#readCredentials(keys, now, task),
       };
       return scanPage(source, after, page.limit, keep);
     }
-    return scanPage({ ...this.#lexSource(this.#keys.credentialListing), read }, after, page.limit, keep);
+    const source = this.#lexSource(this.#keys.credentialListing, (keys) => this.#dropCredentialIndex(keys));
+    return scanPage({ ...source, read }, after, page.limit, keep);
   }
 
   async listTasks(filter: TaskFilter, page: PageRequest): Promise<Page<TaskRecord>> {
@@ -692,11 +735,19 @@ export class RedisStore implements CredentialStore {
   async countTaskCredentials(id: string): Promise<number> {
     // Members still retained by the injected clock: expiresAt + retention > now.
     const floor = seconds(this.#clock) - this.#retention;
-    return this.#call(() => this.#redis.zcount(this.#keys.taskCredentials(id), `(${floor}`, '+inf'));
+    const [count, inline] = await this.#pipeline([
+      ['zcount', this.#keys.taskCredentials(id), `(${floor}`, '+inf'],
+      ['hget', this.#keys.task(id), 'x'],
+    ]);
+    const inlineLive = inline !== null && parseStored(epoch, inline, 'task') > floor ? 1 : 0;
+    return parseStored(z.number().int().nonnegative(), count, 'count') + inlineLive;
   }
 
   /** A descending lex index of listing keys, with lazy trimming of keys whose records are gone. */
-  #lexSource(key: string): Pick<ScanSource<never>, 'fetch' | 'drop'> {
+  #lexSource(
+    key: string,
+    onDrop?: (keys: string[]) => Promise<void>,
+  ): Pick<ScanSource<never>, 'fetch' | 'drop'> {
     return {
       fetch: async (from, count) => {
         const reply = await this.#call(() =>
@@ -705,44 +756,86 @@ export class RedisStore implements CredentialStore {
         return parseStored(stringList, reply, 'index');
       },
       drop: async (keys) => {
+        await onDrop?.(keys);
         await this.#call(() => this.#redis.zrem(key, ...keys));
       },
     };
   }
 
+  /**
+   * Forgets the id index fields of credentials whose records are gone (their listing keys): the bucket fields
+   * have no TTL of their own. Before the listing entry goes, so that a crash in between leaves nothing behind.
+   */
+  async #dropCredentialIndex(keys: string[]): Promise<void> {
+    const ids = keys.map((key) => parseIndexKey(parseCredentialKey, key).id);
+    await this.#pipeline(ids.map((id) => ['hdel', this.#keys.credentialIndex(id), id]));
+  }
+
   /** The listing keys of a task's credentials, newest first. */
   async #taskListingKeys(task: string): Promise<string[]> {
-    const ids = parseStored(
-      stringList,
-      await this.#call(() => this.#redis.zrange(this.#keys.taskCredentials(task), '0', '-1')),
-      'task credentials',
-    );
+    const [members, inline] = await this.#pipeline([
+      ['zrange', this.#keys.taskCredentials(task), '0', '-1'],
+      ['hget', this.#keys.task(task), 'k'],
+    ]);
+    const ids = parseStored(stringList, members, 'task credentials');
+    if (inline !== null) ids.push(parseStored(z.string(), inline, 'task'));
     const issued = await this.#pipeline(ids.map((id) => ['hget', this.#keys.credential(task, id), 'i']));
     const keys: string[] = [];
     ids.forEach((id, i) => {
       const value = issued[i];
       if (value === null || value === undefined) return; // dropped: the listing skips it
-      keys.push(credentialKey({ issuedAt: parseStored(epoch, value, 'credential'), id, task }));
+      keys.push(credentialKey({ issuedAt: parseStored(epoch, value, 'credential'), id }));
     });
     return keys.sort((a, b) => compareKeys(b, a));
   }
 
-  async #readCredentials(keys: string[], now: number): Promise<Loaded<CredentialView>[]> {
+  /**
+   * Each listing key parsed, with its task: the task's own listing knows it (`task`), keys of the earlier form
+   * hold it, the others are looked up in the id index (one round trip). Null when the index has no entry.
+   */
+  async #tasksOfListingKeys(
+    keys: string[],
+    task?: string,
+  ): Promise<[{ issuedAt: number; id: string }, string | null][]> {
     const parsed = keys.map((key) => parseIndexKey(parseCredentialKey, key));
+    const unknown = parsed.filter((p) => (task ?? p.task) === undefined);
+    const found = await this.#pipeline(unknown.map((p) => ['hget', this.#keys.credentialIndex(p.id), p.id]));
+    const looked = new Map(
+      unknown.map((p, i) => [p.id, parseStored(z.string().nullable(), found[i] ?? null, 'credential index')]),
+    );
+    return parsed.map((p) => [p, task ?? p.task ?? looked.get(p.id) ?? null]);
+  }
+
+  async #readCredentials(keys: string[], now: number, task?: string): Promise<Loaded<CredentialView>[]> {
+    const withTasks = await this.#tasksOfListingKeys(keys, task);
+    const parsed = withTasks
+      .filter((entry): entry is [{ issuedAt: number; id: string }, string] => entry[1] !== null)
+      .map(([p, t]) => ({ id: p.id, task: t }));
     const tasks = [...new Set(parsed.map((p) => p.task))];
     const replies = await this.#pipeline([
       ...parsed.map((p): [string, ...string[]] => ['hgetall', this.#keys.credential(p.task, p.id)]),
       ...tasks.map((t): [string, ...string[]] => ['hgetall', this.#keys.task(t)]),
     ]);
     const taskViews = new Map<string, TaskRecord | null>();
+    const taskHashes = new Map<string, Record<string, string>>();
     tasks.forEach((t, i) => {
       const fields = parseStored(hashReply, replies[parsed.length + i], 'hash');
+      taskHashes.set(t, fields);
       taskViews.set(t, this.#liveTask(t, fields, now));
     });
-    return parsed.map((p, i): Loaded<CredentialView> => {
+    let i = -1;
+    return withTasks.map(([, found]): Loaded<CredentialView> => {
+      if (found === null) return 'gone'; // not in the id index: dropped
+      const p = parsed[++i]!;
       const fields = parseStored(hashReply, replies[i], 'hash');
       if (Object.keys(fields).length === 0) return 'gone';
-      const credential = toCredential(p.id, p.task, parseStored(credentialHash, fields, 'credential'));
+      const credential = toCredential(
+        p.id,
+        p.task,
+        parseStored(credentialHash, fields, 'credential'),
+        taskHashes.get(p.task),
+      );
+      if (credential === null) return 'gone';
       if (now >= credential.expiresAt + this.#retention) return 'hidden';
       return { credential, task: taskViews.get(p.task) ?? null };
     });
@@ -815,35 +908,72 @@ export class RedisStore implements CredentialStore {
   async trimRevocations(before: number): Promise<void> {
     assertEpoch('before', before);
     await this.#call(() => this.#redis.xtrim(this.#keys.revocations, 'MINID', Math.max(0, before) * 1000));
-    await this.#trimListing(this.#keys.credentialListing, (key) => {
-      const p = parseIndexKey(parseCredentialKey, key);
-      return this.#keys.credential(p.task, p.id);
-    });
-    await this.#trimListing(this.#keys.taskListing, (key) =>
-      this.#keys.task(parseIndexKey(parseTaskKey, key).id),
+    await this.#trimListing(
+      this.#keys.credentialListing,
+      async (keys) =>
+        (await this.#tasksOfListingKeys(keys)).map(([p, task]) =>
+          task === null ? null : this.#keys.credential(task, p.id),
+        ),
+      (keys) => this.#dropCredentialIndex(keys),
+    );
+    await this.#trimListing(this.#keys.taskListing, async (keys) =>
+      keys.map((key) => this.#keys.task(parseIndexKey(parseTaskKey, key).id)),
     );
   }
 
   /**
    * Removes index entries whose record Redis has dropped, oldest first (the oldest are the first to go), in
-   * batches, while a batch finds any; bounded per call.
+   * batches; bounded per call. A batch that finds none does not end the call: it goes on from where the
+   * previous call stopped (wrapping at the end), so that a run of live records at the front (long-lived
+   * credentials) never hides dropped ones behind it from every later sweep. (The id index fields have no TTL:
+   * they go with these entries.)
    */
-  async #trimListing(index: string, recordKey: (key: string) => string): Promise<void> {
+  async #trimListing(
+    index: string,
+    /** The record key of each listing key; null when it cannot be found (the record is gone). */
+    recordKeys: (keys: string[]) => Promise<(string | null)[]>,
+    onGone?: (keys: string[]) => Promise<void>,
+  ): Promise<void> {
     const BATCH = 200;
     let from = '-';
-    for (let round = 0; round < 10; round++) {
+    let resumed = false;
+    // 10 batches per call, and one more for each batch that found dropped records (at most 200 batches, 40,000
+    // entries): a backlog from sustained issuance is worked off at up to ~1,300 records/s at the default sweep
+    // interval, while an index with nothing to drop costs 10 reads.
+    let budget = 10;
+    for (let round = 0; round < budget; round++) {
       const keys = parseStored(
         stringList,
         await this.#call(() => this.#redis.zrangebylex(index, from, '+', 'LIMIT', 0, BATCH)),
         'index',
       );
-      if (keys.length === 0) return;
-      const exists = await this.#pipeline(keys.map((key) => ['exists', recordKey(key)]));
-      const gone = keys.filter((_, i) => exists[i] === 0);
-      if (gone.length > 0) await this.#call(() => this.#redis.zrem(index, ...gone));
-      if (gone.length === 0 || keys.length < BATCH) return;
+      if (keys.length === 0) {
+        this.#trimFrom.delete(index);
+        return;
+      }
+      const records = await recordKeys(keys);
+      const found = records.filter((key): key is string => key !== null);
+      const exists = await this.#pipeline(found.map((key) => ['exists', key]));
+      const existing = new Set(found.filter((_, i) => exists[i] !== 0));
+      const gone = keys.filter((_, i) => records[i] === null || !existing.has(records[i]!));
+      if (gone.length > 0) {
+        await onGone?.(gone);
+        await this.#call(() => this.#redis.zrem(index, ...gone));
+        budget = Math.min(200, budget + 1);
+      }
+      if (keys.length < BATCH) {
+        this.#trimFrom.delete(index); // the end: the next call starts over
+        return;
+      }
       from = `(${keys[keys.length - 1]}`;
+      if (gone.length === 0 && !resumed) {
+        // past the front's dropped records: on from where the last call stopped, when that is further
+        resumed = true;
+        const saved = this.#trimFrom.get(index);
+        if (saved !== undefined && saved > from) from = saved;
+      }
     }
+    this.#trimFrom.set(index, from);
   }
 
   async pendingTasks(now: number, limit: number): Promise<{ ending: string[]; overdue: string[] }> {
@@ -1118,11 +1248,10 @@ function byCreation(a: RegistrationEntry, b: RegistrationEntry): number {
 
 function credentialFields(c: CredentialRecord): string[] {
   const f = CREDENTIAL_FIELDS;
+  // the SPIFFE ID is passed apart: the script stores it only when it is not the task owner's
   const fields = [
     f.type,
     c.type,
-    f.spiffeId,
-    c.spiffeId,
     f.attestor,
     c.attestor,
     f.audience,
@@ -1140,11 +1269,22 @@ function credentialFields(c: CredentialRecord): string[] {
   return fields;
 }
 
-function toCredential(id: string, task: string, h: z.output<typeof credentialHash>): CredentialRecord {
+/**
+ * The credential a hash holds; its SPIFFE ID is the task owner's unless stored. Null when it is neither (the task
+ * hash is gone, which TTLs never do before the credential's: the record is read as gone).
+ */
+function toCredential(
+  id: string,
+  task: string,
+  h: z.output<typeof credentialHash>,
+  taskFields: Record<string, string> | undefined,
+): CredentialRecord | null {
+  const spiffeId = h.s ?? taskFields?.o;
+  if (spiffeId === undefined) return null;
   const credential: CredentialRecord = {
     id,
     type: h.y,
-    spiffeId: h.s,
+    spiffeId,
     task,
     attestor: h.a,
     audience: h.u,

@@ -8,7 +8,8 @@
 
   Input:
     KEYS[1] task hash             <prefix>{t:<task>}:task
-    KEYS[2] task credential zset  <prefix>{t:<task>}:creds   (member: credential id, score: expiresAt)
+    KEYS[2] task credential zset  <prefix>{t:<task>}:creds   (member: credential id, score: expiresAt; a task's
+                                                             only credential is in the task hash instead: k, x)
     KEYS[3] revocation stream     <prefix>revocations
     KEYS[4] tasks ending          <prefix>tasks:ending       (zset: task id -> endedAt, fan-out unfinished)
     KEYS[5] task deadlines        <prefix>tasks:deadlines    (zset: task id -> deadline, active tasks only)
@@ -49,6 +50,10 @@ local expiresAt = task['d']
 local latest = redis.call('ZREVRANGE', KEYS[2], 0, 0, 'WITHSCORES')
 if #latest == 2 then
   expiresAt = latest[2]
+end
+-- a task's only credential is kept in the task hash (k id, x expiresAt) until a second one joins
+if task['k'] and (#latest ~= 2 or tonumber(task['x']) > tonumber(expiresAt)) then
+  expiresAt = task['x']
 end
 redis.call('XADD', KEYS[3], '*', 'k', 't', 't', taskId, 'x', expiresAt, 'r', ARGV[5], 'v', ARGV[6])
 redis.call('ZADD', KEYS[4], ARGV[6], taskId)

@@ -2,7 +2,7 @@
   One batch of the fan-out of an ended task: marks up to `batch` of its credentials revoked with the task's
   endedAt and reason, appending one credential event for each, atomically per batch. Credentials already revoked,
   expired (expiresAt <= now) or dropped are skipped. A cursor in the task hash (`p`: an index into the task's
-  credential zset, ordered by expiresAt then id) makes a retry after a crash resume where the last batch stopped;
+  credential zset, ordered by expiresAt then id, after the task's only credential when the task hash holds it) makes a retry after a crash resume where the last batch stopped;
   the zset of an ended task never changes (record-issuance refuses ended tasks and only trims active ones), so
   the index stays valid. When every credential has been visited: `f` = 1 and the task leaves tasks:ending.
 
@@ -30,8 +30,10 @@ local retention = tonumber(ARGV[2])
 local taskId = ARGV[3]
 local batch = tonumber(ARGV[4])
 
-local task = redis.call('HMGET', KEYS[1], 's', 'd', 'e', 'r', 'p', 'f')
+local task = redis.call('HMGET', KEYS[1], 's', 'd', 'e', 'r', 'p', 'f', 'k')
 local status, deadline, endedAt, reason, cursor, finished = task[1], task[2], task[3], task[4], task[5], task[6]
+-- A task's only credential is kept in the task hash (k) rather than in the zset: it comes first, at index 0.
+local inline = task[7]
 if not status or now >= tonumber(deadline) + retention then
   redis.call('ZREM', KEYS[4], taskId)
   return { 0, 1 }
@@ -46,7 +48,23 @@ end
 
 cursor = tonumber(cursor) or 0
 local base = string.sub(KEYS[1], 1, -5) .. 'cred:'
-local ids = redis.call('ZRANGE', KEYS[2], cursor, cursor + batch - 1)
+local ids = {}
+local offset = 0
+if inline then
+  offset = 1
+  if cursor == 0 then
+    ids[1] = inline
+  end
+end
+local from = cursor - offset
+if from < 0 then
+  from = 0
+end
+if batch > #ids then
+  for _, id in ipairs(redis.call('ZRANGE', KEYS[2], from, from + batch - #ids - 1)) do
+    ids[#ids + 1] = id
+  end
+end
 local revoked = 0
 for _, id in ipairs(ids) do
   local key = base .. id
@@ -59,7 +77,7 @@ for _, id in ipairs(ids) do
 end
 
 cursor = cursor + #ids
-if cursor >= redis.call('ZCARD', KEYS[2]) then
+if cursor >= redis.call('ZCARD', KEYS[2]) + offset then
   redis.call('HSET', KEYS[1], 'f', '1')
   redis.call('HDEL', KEYS[1], 'p')
   redis.call('ZREM', KEYS[4], taskId)

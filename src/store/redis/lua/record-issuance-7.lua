@@ -7,9 +7,12 @@
 
   Input:
     KEYS[1] task hash             <prefix>{t:<task>}:task
-    KEYS[2] task credential zset  <prefix>{t:<task>}:creds   (member: credential id, score: expiresAt)
+    KEYS[2] task credential zset  <prefix>{t:<task>}:creds   (member: credential id, score: expiresAt); made when
+                                                             a second credential joins: a task's first one is kept
+                                                             in the task hash (k id, x expiresAt) and moved here
     KEYS[3] credential hash       <prefix>{t:<task>}:cred:<id>
-    KEYS[4] credential id index   <prefix>cidx:<id>          (string: the task id)
+    KEYS[4] credential id index   <prefix>ci:<bucket of id>  (hash: credential id -> task id; no TTL, trimmed with
+                                                             idx:creds)
     KEYS[5] credential listing    <prefix>idx:creds          (zset, scores 0, member <issuedAt>|<id>|<task>)
     KEYS[6] task listing          <prefix>idx:tasks          (zset, scores 0, member <createdAt>|<task>)
     KEYS[7] task deadlines        <prefix>tasks:deadlines    (zset: task id -> deadline, active tasks only)
@@ -24,7 +27,8 @@
     ARGV[8] task id
     ARGV[9] the credential's listing member
     ARGV[10] the task's listing member (createdAt = now), used when this call opens the task
-    ARGV[11..] credential hash fields, as name value pairs
+    ARGV[11] the credential's SPIFFE ID: stored (field s) only when it is not the task owner's
+    ARGV[12..] the other credential hash fields, as name value pairs
 
   Output: { code, created (1 when this call opened the task), task hash as name value pairs }
     code  1 recorded
@@ -70,6 +74,11 @@ end
 -- Members whose records have been dropped (expiry + retention passed) are trimmed as we go. This runs only on
 -- an active task: an ended task's zset never changes again, so a fan-out's index cursor into it stays valid.
 redis.call('ZREMRANGEBYSCORE', KEYS[2], '-inf', now - retention)
+local inline = task['k']
+if inline and tonumber(task['x']) <= now - retention then
+  redis.call('HDEL', KEYS[1], 'k', 'x')
+  inline = nil
+end
 
 -- Key TTLs are absolute and taken against the server's own time, so that they are never in the past
 -- (the broker's clock may be skewed, or fake in tests). A TTL is only ever extended.
@@ -85,11 +94,23 @@ end
 
 -- A recorded credential is never rewritten: a retry is idempotent and cannot undo a revocation.
 if redis.call('EXISTS', KEYS[3]) == 0 then
-  redis.call('HSET', KEYS[3], unpack(ARGV, 11))
-  redis.call('ZADD', KEYS[2], expiresAt, credId)
-  redis.call('SET', KEYS[4], taskId)
+  redis.call('HSET', KEYS[3], unpack(ARGV, 12))
+  -- The task owner's SPIFFE ID is not stored twice (the task hash outlives the credential hash).
+  if ARGV[11] ~= task['o'] then
+    redis.call('HSET', KEYS[3], 's', ARGV[11])
+  end
+  if not inline and redis.call('EXISTS', KEYS[2]) == 0 then
+    -- the task's only credential: two fields of the task hash rather than a key of its own
+    redis.call('HSET', KEYS[1], 'k', credId, 'x', ARGV[7])
+  else
+    if inline then
+      redis.call('ZADD', KEYS[2], task['x'], inline)
+      redis.call('HDEL', KEYS[1], 'k', 'x')
+    end
+    redis.call('ZADD', KEYS[2], expiresAt, credId)
+  end
+  redis.call('HSET', KEYS[4], credId, taskId)
   redis.call('ZADD', KEYS[5], 0, ARGV[9])
-  expireAt(KEYS[4], expiresAt + retention)
 end
 
 local taskEnd = deadline
