@@ -779,3 +779,52 @@ describe('RedisStore', () => {
     });
   });
 });
+
+describe('string reads of one turn share one MGET', () => {
+  it("an issuance's entries version and rate-limit marks are one command, each caller getting its own values", async () => {
+    const fake = new FakeClock();
+    const { store, redis } = await openStore(fake, 'mget-batch');
+    await store.markOnce('rl_block', 'a:static_key:203.0.113.7', fake.seconds() + 60);
+    const sent: string[][] = [];
+    const mget = redis.mget.bind(redis);
+    const get = redis.get.bind(redis);
+    redis.mget = ((...args: string[]) => {
+      sent.push(['mget', ...args]);
+      return mget(...args);
+    }) as typeof redis.mget;
+    redis.get = ((key: string) => {
+      sent.push(['get', key]);
+      return get(key);
+    }) as typeof redis.get;
+    try {
+      const [entries, marks] = await Promise.all([
+        store.listEntries(),
+        store.heldMarks('rl_block', ['a:static_key:203.0.113.7', 'g:static_key']),
+      ]);
+      expect(entries).toEqual([]);
+      expect(marks).toEqual([true, false]);
+      expect(sent).toHaveLength(1);
+      expect(sent[0]?.[0]).toBe('mget');
+      expect(sent[0]).toHaveLength(4); // the version key and both marks
+      // Reads of a later turn go in a command of their own.
+      sent.length = 0;
+      await store.heldMarks('rl_block', ['g:static_key']);
+      await store.heldMarks('rl_block', ['a:static_key:203.0.113.7']);
+      expect(sent.map((c) => c[0])).toEqual(['mget', 'mget']);
+    } finally {
+      redis.mget = mget;
+      redis.get = get;
+    }
+  });
+
+  it('fails every caller of a batch when the batch fails, and none of another', async () => {
+    const fake = new FakeClock();
+    const { store } = await openStore(fake, 'mget-batch-fail');
+    await store.close();
+    const outcomes = await Promise.allSettled([store.listEntries(), store.heldMarks('rl_block', ['x'])]);
+    for (const o of outcomes) {
+      expect(o.status).toBe('rejected');
+      expect((o as PromiseRejectedResult).reason).toMatchObject({ code: 'ERR_STORE_UNAVAILABLE' });
+    }
+  });
+});

@@ -348,6 +348,16 @@ const hashReply = z.record(z.string(), z.string());
 const stringList = z.array(z.string());
 const markValues = z.array(z.string().nullable());
 
+interface StringReads {
+  keys: string[];
+  callers: {
+    at: number;
+    count: number;
+    resolve: (values: (string | null)[]) => void;
+    reject: (e: unknown) => void;
+  }[];
+}
+
 function parseStored<S extends z.ZodType>(schema: S, value: unknown, what: string): z.output<S> {
   const parsed = schema.safeParse(value);
   if (!parsed.success) throw malformed(what, parsed.error);
@@ -375,6 +385,8 @@ return 1`;
 export class RedisStore implements CredentialStore {
   readonly kind = 'redis' as const;
   readonly #redis: Redis;
+  /** String reads waiting for this turn's MGET (#readStrings). */
+  #reads: StringReads | undefined;
   readonly #scripts: ScriptCommands;
   readonly #keys: ReturnType<typeof redisKeys>;
   readonly #clock: Clock;
@@ -427,7 +439,7 @@ export class RedisStore implements CredentialStore {
     const k = this.#keys;
     const cached = this.#entryCache;
     // The version is read on every call: an entry deleted or changed on another replica is seen at once.
-    const version = await this.#call(() => this.#redis.get(k.entriesVersion));
+    const [version = null] = await this.#readStrings([k.entriesVersion]);
     // A write that does not bump the version (an older broker during an upgrade, an operator's HDEL) is seen
     // within ENTRY_CACHE_MAX_AGE_MS all the same.
     if (
@@ -1067,7 +1079,7 @@ export class RedisStore implements CredentialStore {
   async heldMarks(scope: string, keys: readonly string[]): Promise<boolean[]> {
     if (keys.length === 0) return [];
     const names = keys.map((key) => this.#ephemeralKey('once', scope, key));
-    const values = parseStored(markValues, await this.#call(() => this.#redis.mget(...names)), 'marks');
+    const values = await this.#readStrings(names);
     // A mark holds its expiresAt by the injected clock (see MARK_ONCE); the key itself may outlive it.
     const now = seconds(this.#clock);
     return values.map((value) => value !== null && Number(value) > now);
@@ -1198,6 +1210,43 @@ export class RedisStore implements CredentialStore {
   async close(): Promise<void> {
     this.#closed = true;
     if (this.#blocking !== undefined) this.#dropBlocking(this.#blocking);
+  }
+
+  /**
+   * Plain string reads made in the same event-loop turn share one MGET: an issuance's rate-limit marks and the
+   * entries' version (started one after the other as its request arrives) are one command, not two. Each caller
+   * gets its own slice, or the batch's error.
+   */
+  #readStrings(keys: readonly string[]): Promise<(string | null)[]> {
+    return new Promise((resolve, reject) => {
+      let batch = this.#reads;
+      if (batch === undefined) {
+        const fresh: StringReads = { keys: [], callers: [] };
+        batch = fresh;
+        this.#reads = fresh;
+        queueMicrotask(() => {
+          this.#reads = undefined;
+          this.#call(() => this.#redis.mget(...fresh.keys)).then(
+            (reply) => {
+              let values: (string | null)[];
+              try {
+                values = parseStored(markValues, reply, 'string values');
+                if (values.length !== fresh.keys.length) throw malformed('string values');
+              } catch (e) {
+                for (const c of fresh.callers) c.reject(e);
+                return;
+              }
+              for (const c of fresh.callers) c.resolve(values.slice(c.at, c.at + c.count));
+            },
+            (e: unknown) => {
+              for (const c of fresh.callers) c.reject(e);
+            },
+          );
+        });
+      }
+      batch.callers.push({ at: batch.keys.length, count: keys.length, resolve, reject });
+      batch.keys.push(...keys);
+    });
   }
 
   /** Runs one Redis exchange: bounded in time, with every failure mapped to a WritError. */
