@@ -12,21 +12,19 @@ import type { JWK } from 'jose';
 import { isMemberOf, isTrustDomainId, validateSpiffeId } from '../../spiffe/spiffe-id.ts';
 import { type Clock, seconds, systemClock } from '../../store/types.ts';
 import { type CertificateFields, readCertificate } from './certificate.ts';
-import {
-  type Asn1,
-  bitString,
-  DerError,
-  decode,
-  elements,
-  encode,
-  readOctetAlignedBits,
-  seq,
-} from './der.ts';
+import { bitString, decode, elements, encode, readOctetAlignedBits, seq } from './der.ts';
+import { childrenOf, contentBytes, contextTag, readOidAt, readTlv, TAG } from './der-reader.ts';
 import { CaError, CsrError } from './errors.ts';
 import { checkCrlUrl, checkDnsName, checkTrustDomain, ipBytes, serialBytes } from './inputs.ts';
 import { OID } from './oids.ts';
 import { pemBlocks, toPem } from './pem.ts';
-import { acceptSpki, checkSubjectKey, inspectSpki, type SubjectPublicKey } from './public-key.ts';
+import {
+  acceptSpki,
+  checkNotFactorable,
+  checkSubjectKey,
+  inspectSpki,
+  type SubjectPublicKey,
+} from './public-key.ts';
 import {
   type CaKeyType,
   type CaSignatureAlgorithm,
@@ -397,7 +395,8 @@ export class CertificateAuthority {
    */
   issueX509Svid(req: X509SvidRequest): IssuedCertificate {
     const { spiffeId, subject, serial, notBefore, notAfter, tbs } = this.#svidTbs(req);
-    const issued = this.#finish(this.#signCertificate(tbs), serial, notBefore, notAfter);
+    const signature = sign(this.#template.suite.hash, tbs, this.#privateKey);
+    const issued = this.#finish(this.#template.signedDer(tbs, signature), serial, notBefore, notAfter);
     this.#checkLeaf(
       issued,
       subject.key,
@@ -415,13 +414,12 @@ export class CertificateAuthority {
    */
   async issueX509SvidAsync(req: X509SvidRequest): Promise<IssuedCertificate> {
     const { spiffeId, subject, serial, notBefore, notAfter, tbs } = this.#svidTbs(req);
-    const tbsDer = encode(tbs);
     const signature = await new Promise<Buffer>((resolve, reject) => {
-      sign(this.#template.suite.hash, tbsDer, this.#privateKey, (error, sig) =>
+      sign(this.#template.suite.hash, tbs, this.#privateKey, (error, sig) =>
         error ? reject(error) : resolve(sig),
       );
     });
-    const issued = this.#finish(encode(this.#template.signed(tbs, signature)), serial, notBefore, notAfter);
+    const issued = this.#finish(this.#template.signedDer(tbs, signature), serial, notBefore, notAfter);
     const signed = signedParts(issued.der);
     const verified =
       signed === null
@@ -455,11 +453,12 @@ export class CertificateAuthority {
     const { notBefore, notAfter } = this.#validity(req.now, req.notAfter, req.backdate);
     const subject = subjectKeyOf(req.spki);
     const serial = newSerial();
-    const tbs = this.#template.svid({
+    // The certificate's key is the request's SPKI, verbatim (inspectSpki checked it is canonical DER).
+    const tbs = this.#template.svidDer({
       serial,
       notBefore,
       notAfter,
-      spki: subject.node,
+      spki: subject.key.spki,
       keyId: keyIdentifier(subject.key.subjectPublicKey),
       spiffeId,
     });
@@ -494,6 +493,7 @@ export class CertificateAuthority {
       }
     }
     const subject = subjectKeyOf(spki);
+    const spkiNode = decode(subject.key.spki, { maxBytes: 4096, maxDepth: 4 });
     const names: GeneralName[] = [
       ...dnsNames.map((dns) => ({ dns })),
       ...ips.map((ip) => ({ ip: ip.bytes })),
@@ -505,7 +505,7 @@ export class CertificateAuthority {
       serial,
       notBefore,
       notAfter,
-      spki: subject.node,
+      spki: spkiNode,
       keyId: keyIdentifier(subject.key.subjectPublicKey),
       subject: distinguishedName([
         { type: 'O', value: 'Writ' },
@@ -513,7 +513,9 @@ export class CertificateAuthority {
       ]),
       names,
     });
-    const issued = this.#finish(this.#signCertificate(tbs), serial, notBefore, notAfter);
+    const tbsDer = encode(tbs);
+    const signature = sign(this.#template.suite.hash, tbsDer, this.#privateKey);
+    const issued = this.#finish(this.#template.signedDer(tbsDer, signature), serial, notBefore, notAfter);
     this.#checkLeaf(issued, subject.key, publicKey, EKU_SERVER, (cert) => {
       const entries = (cert.subjectAltName ?? '').split(', ');
       return (
@@ -609,11 +611,6 @@ export class CertificateAuthority {
     return { notBefore: now - backdate, notAfter };
   }
 
-  #signCertificate(tbs: Asn1): Buffer {
-    const signature = sign(this.#template.suite.hash, encode(tbs), this.#privateKey);
-    return encode(this.#template.signed(tbs, signature));
-  }
-
   #finish(der: Buffer, serial: Buffer, notBefore: number, notAfter: number): IssuedCertificate {
     return { der, pem: certificatePem(der), serialHex: serial.toString('hex'), notBefore, notAfter };
   }
@@ -637,7 +634,8 @@ export class CertificateAuthority {
     const fail = (what: string): CaError => mintCheck(`certificate failed its check: ${what}`);
     if (verifySignature && !cert.verify(this.#publicKey)) throw fail('signature');
     if (!cert.checkIssued(this.#ca.x509)) throw fail('issuer');
-    if (cert.ca) throw fail('ca flag');
+    // cert.ca is X509_check_ca, which reads CA:TRUE without keyCertSign as no CA; Go's verifier ignores key usage.
+    if (cert.ca || !leafConstraintsOk(issued.der)) throw fail('ca flag');
     if (cert.serialNumber.toLowerCase() !== issued.serialHex) throw fail('serial');
     const from = epochOf(cert.validFrom);
     const to = epochOf(cert.validTo);
@@ -652,6 +650,7 @@ export class CertificateAuthority {
     try {
       // On the key parseCsr loaded when there is one: the same key (just checked), with its details cached.
       checkSubjectKey(expectedKey ?? key, subject);
+      checkNotFactorable(subject);
     } catch (e) {
       // The caller passed a key that parseCsr would have refused: a programming error, not a minting one.
       throw new TypeError('spki is not an accepted key', { cause: e });
@@ -660,6 +659,38 @@ export class CertificateAuthority {
     const usages = cert.keyUsage ?? [];
     if (usages.length !== eku.length || !eku.every((u) => usages.includes(u)))
       throw fail('extended key usage');
+  }
+}
+
+const EMPTY_SEQUENCE = Buffer.from([0x30, 0x00]);
+// KeyUsage bits keyCertSign (5) and cRLSign (6), in the first octet after the unused-bits octet.
+const CA_KEY_USAGES = 0x04 | 0x02;
+
+/**
+ * A minted leaf's basic constraints and key usage as its own bytes say: basic constraints present once,
+ * critical and empty (CA false, no path length); no keyCertSign or cRLSign. False when it does not read so.
+ */
+export function leafConstraintsOk(der: Buffer): boolean {
+  try {
+    const [tbs] = childrenOf(der, readTlv(der, 0, der.length), 'certificate');
+    const extensions = childrenOf(der, tbs, 'tbs certificate').at(-1);
+    const [list] = childrenOf(der, extensions, 'extensions', contextTag(3));
+    let basicConstraints = 0;
+    for (const extension of childrenOf(der, list, 'extensions')) {
+      const parts = childrenOf(der, extension, 'extension');
+      const id = readOidAt(der, parts[0], 'extension id');
+      const value = contentBytes(der, parts.at(-1), TAG.OCTET_STRING, 'extension value');
+      if (id === OID.basicConstraints) {
+        basicConstraints++;
+        if (parts.length !== 3 || !value.equals(EMPTY_SEQUENCE)) return false;
+      } else if (id === OID.keyUsage) {
+        if (value.length < 4 || value[0] !== TAG.BIT_STRING || (value[3]! & CA_KEY_USAGES) !== 0)
+          return false;
+      }
+    }
+    return basicConstraints === 1;
+  } catch {
+    return false;
   }
 }
 
@@ -695,15 +726,13 @@ function signedParts(der: Buffer): { tbs: Buffer; signature: Buffer } | null {
   return { tbs: der.subarray(outer.content, tbs.end), signature: der.subarray(bits.content + 1, bits.end) };
 }
 
-function subjectKeyOf(spki: Buffer): { node: Asn1; key: SubjectPublicKey } {
+function subjectKeyOf(spki: Buffer): { key: SubjectPublicKey } {
   if (!Buffer.isBuffer(spki)) throw new TypeError('spki must be a Buffer');
   try {
-    const node = decode(spki, { maxBytes: 4096, maxDepth: 4 });
-    return { node, key: inspectSpki(node) };
+    return { key: inspectSpki(spki) };
   } catch (e) {
-    if (e instanceof DerError || e instanceof CsrError) {
+    if (e instanceof CsrError)
       throw new TypeError('spki is not an accepted SubjectPublicKeyInfo', { cause: e });
-    }
     throw e;
   }
 }

@@ -1,23 +1,29 @@
 // PKCS#10 certification requests from workloads: bounded parsing, key policy and proof of possession.
 import { constants, type KeyObject, verify } from 'node:crypto';
+import { DerError } from './der.ts';
 import {
-  type Asn1,
-  CONTEXT,
-  contentOf,
-  DerError,
-  decode,
-  elements,
-  encode,
-  expectTag,
-  readOctetAlignedBits,
-  readOid,
-  readSmallUint,
-  T,
-} from './der.ts';
+  childrenOf,
+  contextTag,
+  expect,
+  readNullAt,
+  readOctetAlignedBitsAt,
+  readOidAt,
+  readSmallUintAt,
+  TAG,
+  type Tlv,
+  walkDer,
+} from './der-reader.ts';
 import { CsrError } from './errors.ts';
 import { OID } from './oids.ts';
 import { pemBlocks } from './pem.ts';
-import { checkSubjectKey, inspectSpki, loadSubjectKey, type SubjectKeyType } from './public-key.ts';
+import {
+  checkNotFactorable,
+  checkSubjectKey,
+  inspectSpkiAt,
+  loadSubjectKey,
+  type SubjectKeyType,
+  type SubjectPublicKey,
+} from './public-key.ts';
 
 /** Largest CSR accepted, in PEM characters. An RSA-4096 request with a few attributes needs about 2.5 KiB. */
 export const CSR_MAX_PEM_CHARS = 16 * 1024;
@@ -130,6 +136,7 @@ export async function parseCsrAsync(pem: string): Promise<ParsedCsr> {
   if (!(await verifySignatureAsync(plan, signed, parsed.publicKey, signature))) {
     throw new CsrError('ERR_CSR_SIGNATURE', 'the csr signature does not verify');
   }
+  checkNotFactorable(read.subject);
   return parsed;
 }
 
@@ -150,57 +157,59 @@ function csrDerOf(pem: string): Buffer {
 
 /** As parseCsr, from DER. */
 export function parseCsrDer(der: Buffer): ParsedCsr {
-  const { plan, signed, signature, parsed } = readCsrDer(der);
+  const { plan, signed, signature, parsed, subject } = readCsrDer(der);
   if (!verifySignature(plan, signed, parsed.publicKey, signature)) {
     throw new CsrError('ERR_CSR_SIGNATURE', 'the csr signature does not verify');
   }
+  checkNotFactorable(subject);
   return parsed;
 }
 
 /** Everything parseCsrDer checks but the signature, and what the signature check needs. */
-function readCsrDer(der: Buffer): { plan: VerifyPlan; signed: Buffer; signature: Buffer; parsed: ParsedCsr } {
+function readCsrDer(der: Buffer): {
+  plan: VerifyPlan;
+  signed: Buffer;
+  signature: Buffer;
+  parsed: ParsedCsr;
+  subject: SubjectPublicKey;
+} {
   if (!Buffer.isBuffer(der)) throw new TypeError('csr der must be a Buffer');
-  let root: Asn1;
+  let root: Tlv;
   try {
-    root = decode(der, { maxBytes: CSR_MAX_DER_BYTES, maxDepth: CSR_MAX_DEPTH });
+    // The whole request, attributes included, must be canonical DER before any of it is read.
+    root = walkDer(der, { maxBytes: CSR_MAX_DER_BYTES, maxDepth: CSR_MAX_DEPTH });
   } catch (e) {
     throw invalid(e instanceof DerError ? `csr ${e.message}` : 'csr is not valid der', e);
   }
 
-  let info: Asn1;
-  let algorithm: Asn1;
-  let spkiNode: Asn1;
+  let algorithm: Tlv;
+  let spkiNode: Tlv;
   let signature: Buffer;
   let signed: Buffer;
   try {
-    const parts = elements(root, 'certification request');
+    const parts = childrenOf(der, root, 'certification request');
     if (parts.length !== 3) throw new DerError('certification request must have three fields');
-    const [infoNode, algorithmNode, signatureBits] = parts as [Asn1, Asn1, Asn1];
-    info = infoNode;
+    const [info, algorithmNode, signatureBits] = parts as [Tlv, Tlv, Tlv];
     algorithm = algorithmNode;
-    const fields = elements(info, 'certification request info');
+    const fields = childrenOf(der, info, 'certification request info');
     if (fields.length !== 4) throw new DerError('certification request info must have four fields');
-    if (readSmallUint(fields[0], 'csr version') !== 0) throw new DerError('csr version must be v1');
-    elements(fields[1], 'csr subject'); // read only for its shape: the broker never copies it
+    if (readSmallUintAt(der, fields[0], 'csr version') !== 0) throw new DerError('csr version must be v1');
+    expect(fields[1], TAG.SEQUENCE, 'csr subject'); // read only for its shape: the broker never copies it
     spkiNode = fields[2]!;
-    expectTag(fields[3], CONTEXT, 0, true, 'csr attributes');
-    signature = readOctetAlignedBits(signatureBits, 'csr signature');
-    // The signed bytes are cut from the input itself. They sit right before the algorithm and signature,
-    // which end the input; canonical DER (checked by decode) makes the re-encoded lengths exact.
-    const infoLength = encode(info).length;
-    const start = der.length - infoLength - encode(algorithm).length - encode(signatureBits).length;
-    signed = der.subarray(start, start + infoLength);
+    expect(fields[3], contextTag(0), 'csr attributes');
+    signature = readOctetAlignedBitsAt(der, signatureBits, 'csr signature');
+    // The signed bytes are the CertificationRequestInfo element exactly as it sits in the input.
+    signed = der.subarray(info.start, info.end);
   } catch (e) {
     if (e instanceof DerError) throw invalid(`csr ${e.message}`, e);
     throw e;
   }
-  if (!signed.equals(encode(info))) throw invalid('csr is not canonical der');
 
   // The key first: a DSA or Ed448 request is refused for its key, whatever it was signed with.
-  const subject = inspectSpki(spkiNode);
+  const subject = inspectSpkiAt(der, spkiNode);
   let plan: VerifyPlan;
   try {
-    plan = signaturePlan(algorithm);
+    plan = signaturePlan(der, algorithm);
   } catch (e) {
     if (e instanceof DerError) throw invalid(`csr ${e.message}`, e);
     throw e;
@@ -218,6 +227,7 @@ function readCsrDer(der: Buffer): { plan: VerifyPlan; signed: Buffer; signature:
     signed,
     signature,
     parsed: { spki: subject.spki, publicKey, keyType: subject.keyType, signatureAlgorithm: plan.scheme.name },
+    subject,
   };
 }
 
@@ -264,9 +274,9 @@ function verifySignature(plan: VerifyPlan, data: Buffer, key: KeyObject, signatu
   }
 }
 
-function signaturePlan(algorithm: Asn1): VerifyPlan {
-  const alg = elements(algorithm, 'csr signature algorithm');
-  const scheme = SCHEMES[readOid(alg[0], 'csr signature algorithm')];
+function signaturePlan(der: Buffer, algorithm: Tlv): VerifyPlan {
+  const alg = childrenOf(der, algorithm, 'csr signature algorithm');
+  const scheme = SCHEMES[readOidAt(der, alg[0], 'csr signature algorithm')];
   if (!scheme) throw unsupported('the csr signature algorithm is not accepted');
   const params = alg[1];
   if (alg.length > 2) throw new DerError('csr signature algorithm has extra fields');
@@ -275,23 +285,19 @@ function signaturePlan(algorithm: Asn1): VerifyPlan {
       if (params !== undefined) throw new DerError('csr signature algorithm parameters must be absent');
       return { scheme, hash: scheme.hash };
     case 'null-or-absent':
-      if (params !== undefined) contentOfNull(params, 'csr signature algorithm parameters');
+      if (params !== undefined) readNullAt(der, params, 'csr signature algorithm parameters');
       return { scheme, hash: scheme.hash };
     case 'pss':
-      return { scheme, ...pssParams(params) };
+      return { scheme, ...pssParams(der, params) };
   }
 }
 
-function contentOfNull(node: Asn1, what: string): void {
-  if (contentOf(node, T.NULL, what) !== '') throw new DerError(`${what} must be null`);
-}
-
-function digestOf(node: Asn1 | undefined, what: string): Hash {
-  const alg = elements(node, what);
-  const hash = DIGESTS[readOid(alg[0], what)];
+function digestOf(der: Buffer, node: Tlv | undefined, what: string): Hash {
+  const alg = childrenOf(der, node, what);
+  const hash = DIGESTS[readOidAt(der, alg[0], what)];
   if (!hash) throw unsupported('the csr rsassa-pss digest is not accepted');
   if (alg.length > 2) throw new DerError(`${what} has extra fields`);
-  if (alg[1] !== undefined) contentOfNull(alg[1], `${what} parameters`);
+  if (alg[1] !== undefined) readNullAt(der, alg[1], `${what} parameters`);
   return hash;
 }
 
@@ -299,30 +305,31 @@ function digestOf(node: Asn1 | undefined, what: string): Hash {
  * RFC 4055 RSASSA-PSS-params. The defaults (SHA-1, MGF1-SHA-1) are refused, so the digest must be given;
  * MGF1 must use the same digest, which is the only combination Node's verify expresses.
  */
-function pssParams(params: Asn1 | undefined): { hash: Hash; saltLength: number } {
-  const fields = elements(params, 'csr rsassa-pss parameters');
+function pssParams(der: Buffer, params: Tlv | undefined): { hash: Hash; saltLength: number } {
+  const fields = childrenOf(der, params, 'csr rsassa-pss parameters');
   let hash: Hash | undefined;
   let mgfHash: Hash | undefined;
   let saltLength = 20;
   let last = -1;
   for (const field of fields) {
-    if (field.tagClass !== CONTEXT || !field.constructed || field.type <= last || field.type > 3) {
+    const type = field.tag & 0x1f;
+    if (field.tag !== contextTag(type) || type <= last || type > 3) {
       throw new DerError('csr rsassa-pss parameters are malformed');
     }
-    last = field.type;
-    const inner = elements(field, 'csr rsassa-pss parameter', field.type, CONTEXT);
+    last = type;
+    const inner = childrenOf(der, field, 'csr rsassa-pss parameter', field.tag);
     if (inner.length !== 1) throw new DerError('csr rsassa-pss parameters are malformed');
     const value = inner[0]!;
-    if (field.type === 0) hash = digestOf(value, 'csr rsassa-pss digest');
-    if (field.type === 1) {
-      const mgf = elements(value, 'csr rsassa-pss mask generation');
-      if (readOid(mgf[0], 'csr rsassa-pss mask generation') !== OID.mgf1 || mgf.length !== 2) {
+    if (type === 0) hash = digestOf(der, value, 'csr rsassa-pss digest');
+    if (type === 1) {
+      const mgf = childrenOf(der, value, 'csr rsassa-pss mask generation');
+      if (readOidAt(der, mgf[0], 'csr rsassa-pss mask generation') !== OID.mgf1 || mgf.length !== 2) {
         throw unsupported('the csr rsassa-pss mask generation function is not accepted');
       }
-      mgfHash = digestOf(mgf[1], 'csr rsassa-pss mask digest');
+      mgfHash = digestOf(der, mgf[1], 'csr rsassa-pss mask digest');
     }
-    if (field.type === 2) saltLength = readSmallUint(value, 'csr rsassa-pss salt length');
-    if (field.type === 3 && readSmallUint(value, 'csr rsassa-pss trailer') !== 1) {
+    if (type === 2) saltLength = readSmallUintAt(der, value, 'csr rsassa-pss salt length');
+    if (type === 3 && readSmallUintAt(der, value, 'csr rsassa-pss trailer') !== 1) {
       throw new DerError('csr rsassa-pss trailer field must be 1');
     }
   }

@@ -171,7 +171,8 @@ export function time(epochSeconds: number): Asn1 {
   if (!Number.isSafeInteger(epochSeconds)) throw new RangeError('time must be whole epoch seconds');
   const d = new Date(epochSeconds * 1000);
   const year = d.getUTCFullYear();
-  if (year < 1950 || year > 9999) throw new RangeError('time out of range');
+  // NaN (a time past the Date range) fails both comparisons: test for being inside instead.
+  if (!(year >= 1950 && year <= 9999)) throw new RangeError('time out of range');
   const p2 = (n: number): string => String(n).padStart(2, '0');
   const rest = `${p2(d.getUTCMonth() + 1)}${p2(d.getUTCDate())}${p2(d.getUTCHours())}${p2(d.getUTCMinutes())}${p2(d.getUTCSeconds())}Z`;
   if (year < 2050) return asn1.create(UNIVERSAL, T.UTCTIME, false, `${p2(year % 100)}${rest}`);

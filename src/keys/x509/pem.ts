@@ -20,7 +20,7 @@ const LABEL = /^[\x21-\x2c\x2e-\x7e]+(?:[ -][\x21-\x2c\x2e-\x7e]+)*$/;
 const BASE64 = /^[A-Za-z0-9+/]*={0,2}$/;
 
 export function toPem(label: string, der: Uint8Array): string {
-  const b64 = Buffer.from(der).toString('base64');
+  const b64 = Buffer.from(der.buffer, der.byteOffset, der.byteLength).toString('base64');
   const lines: string[] = [];
   for (let i = 0; i < b64.length; i += 64) lines.push(b64.slice(i, i + 64));
   return `-----BEGIN ${label}-----\n${lines.join('\n')}\n-----END ${label}-----\n`;
@@ -35,18 +35,26 @@ function onlyWhitespace(text: string): boolean {
   return true;
 }
 
+const WHITESPACE = /[ \t\r\n]+/g;
+// Before "==" the last character carries 2 bits of data, before "=" 4: the rest of its 6 bits must be zero.
+const SPARE_BITS_BEFORE_TWO_PADS = 0x0f;
+const SPARE_BITS_BEFORE_ONE_PAD = 0x03;
+const B64 = 'ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/';
+
 function decodeBase64Strict(body: string): Buffer {
-  let compact = '';
-  for (let i = 0; i < body.length; i++) {
-    if (!isPemWhitespace(body.charCodeAt(i))) compact += body[i];
-  }
+  const compact = body.replace(WHITESPACE, '');
   if (compact.length === 0 || compact.length % 4 !== 0 || !BASE64.test(compact)) {
     throw new PemError('pem body is not base64');
   }
-  const der = Buffer.from(compact, 'base64');
-  // Node's decoder skips junk and ignores non-zero padding bits; the canonical re-encoding refuses both.
-  if (der.toString('base64') !== compact) throw new PemError('pem body is not canonical base64');
-  return der;
+  // Node's decoder ignores non-zero padding bits; canonical base64 has none (RFC 4648 §3.5).
+  const padding = compact.endsWith('==') ? 2 : compact.endsWith('=') ? 1 : 0;
+  if (padding > 0) {
+    const last = B64.indexOf(compact[compact.length - padding - 1]!);
+    if ((last & (padding === 2 ? SPARE_BITS_BEFORE_TWO_PADS : SPARE_BITS_BEFORE_ONE_PAD)) !== 0) {
+      throw new PemError('pem body is not canonical base64');
+    }
+  }
+  return Buffer.from(compact, 'base64');
 }
 
 /**

@@ -1,11 +1,12 @@
 // Per-CA templates: the constant ASN.1 of certificates and CRLs is built once; only per-certificate parts vary.
-import { createHash, randomBytes } from 'node:crypto';
+import { createHash, randomFillSync } from 'node:crypto';
 import {
   type Asn1,
   bitString,
   bool,
   contextConstructed,
   decode,
+  encode,
   enumerated,
   extension,
   implicitPrimitive,
@@ -52,16 +53,28 @@ export function signatureSuite(keyType: CaKeyType): SignatureSuite {
 }
 
 export const SERIAL_BYTES = 16;
+const KEY_ID_BYTES = 20;
 
 /**
  * A certificate serial: 16 random bytes with the top bit cleared (a positive INTEGER) and the next bit set
  * (no leading zero byte to strip), so every serial is exactly 16 octets, 32 hex digits, with 126 random bits.
  */
 export function newSerial(): Buffer {
-  const serial = randomBytes(SERIAL_BYTES);
+  // Drawn from a pool filled 256 serials at a time (one CSPRNG call instead of one per certificate); every
+  // serial is a fresh copy of bytes used once.
+  if (serialPoolAt + SERIAL_BYTES > serialPool.length) {
+    randomFillSync(serialPool);
+    serialPoolAt = 0;
+  }
+  const serial = Buffer.from(serialPool.subarray(serialPoolAt, serialPoolAt + SERIAL_BYTES));
+  serialPool.fill(0, serialPoolAt, serialPoolAt + SERIAL_BYTES);
+  serialPoolAt += SERIAL_BYTES;
   serial[0] = (serial[0]! & 0x7f) | 0x40;
   return serial;
 }
+
+const serialPool = Buffer.alloc(SERIAL_BYTES * 256);
+let serialPoolAt = serialPool.length;
 
 /** RFC 5280 §4.2.1.2 method 1: SHA-1 of the subjectPublicKey bits. */
 export function keyIdentifier(subjectPublicKey: Buffer): Buffer {
@@ -124,6 +137,62 @@ function crlDistributionPointExtension(url: string): Asn1 {
 
 const VERSION_3 = contextConstructed(0, uint(2));
 
+// ---- bytes: the hot path writes DER directly (the forge builders above are the reference it is tested against) ----
+
+/** A DER element: identifier octet, definite minimal length, then `parts` in order. */
+export function derElement(tag: number, ...parts: Uint8Array[]): Buffer {
+  let length = 0;
+  for (const p of parts) length += p.length;
+  let head: number[];
+  if (length < 0x80) head = [tag, length];
+  else if (length < 0x100) head = [tag, 0x81, length];
+  else if (length < 0x10000) head = [tag, 0x82, length >> 8, length & 0xff];
+  else if (length < 0x1000000) head = [tag, 0x83, length >> 16, (length >> 8) & 0xff, length & 0xff];
+  else throw new RangeError('der element is too large');
+  const out = Buffer.allocUnsafe(head.length + length);
+  for (let i = 0; i < head.length; i++) out[i] = head[i]!;
+  let at = head.length;
+  for (const p of parts) {
+    out.set(p, at);
+    at += p.length;
+  }
+  return out;
+}
+
+/** A non-negative INTEGER element from its unsigned big-endian magnitude, minimally encoded (as uintFromBytes). */
+export function uintElement(magnitude: Uint8Array): Buffer {
+  let start = 0;
+  while (start < magnitude.length - 1 && magnitude[start] === 0) start++;
+  const bytes = magnitude.length === 0 ? new Uint8Array([0]) : magnitude.subarray(start);
+  return (bytes[0]! & 0x80) !== 0 ? derElement(0x02, ZERO, bytes) : derElement(0x02, bytes);
+}
+
+const ZERO = new Uint8Array([0]);
+
+/** RFC 5280 Time as an element (as der.ts `time`): UTCTime through 2049, GeneralizedTime from 2050. */
+export function timeElement(epochSeconds: number): Buffer {
+  if (!Number.isSafeInteger(epochSeconds)) throw new RangeError('time must be whole epoch seconds');
+  const d = new Date(epochSeconds * 1000);
+  const year = d.getUTCFullYear();
+  // NaN (a time past the Date range) fails both comparisons: test for being inside instead.
+  if (!(year >= 1950 && year <= 9999)) throw new RangeError('time out of range');
+  const p2 = (n: number): string => (n < 10 ? `0${n}` : String(n));
+  const rest = `${p2(d.getUTCMonth() + 1)}${p2(d.getUTCDate())}${p2(d.getUTCHours())}${p2(d.getUTCMinutes())}${p2(d.getUTCSeconds())}Z`;
+  if (year < 2050) return derElement(0x17, Buffer.from(`${p2(year % 100)}${rest}`, 'latin1'));
+  return derElement(0x18, Buffer.from(`${year}${rest}`, 'latin1'));
+}
+
+export interface SvidParts {
+  serial: Buffer;
+  notBefore: number;
+  notAfter: number;
+  /** The SubjectPublicKeyInfo DER, verbatim from the request. */
+  spki: Buffer;
+  /** 20 octets (SHA-1, RFC 5280 §4.2.1.2 method 1). */
+  keyId: Buffer;
+  spiffeId: string;
+}
+
 export interface IssuerProfile {
   /** The issuing CA's subject Name, copied byte for byte from its certificate. */
   readonly subjectDer: Buffer;
@@ -168,6 +237,20 @@ export class CertificateTemplate {
   readonly #svidEku: Asn1;
   readonly #serverEku: Asn1;
   readonly #svidSubject: Asn1;
+  /** The SVID's constant DER, precomputed: see svidDer. */
+  readonly #bytes: {
+    version: Buffer;
+    algorithm: Buffer;
+    issuer: Buffer;
+    subject: Buffer;
+    /** Basic constraints, key usage and extended key usage, in that order. */
+    fixedExtensions: Buffer;
+    /** The subject key identifier extension up to its 20-octet value. */
+    skiPrefix: Buffer;
+    aki: Buffer;
+    sanOid: Buffer;
+    crlDp: Buffer;
+  };
 
   constructor(issuer: IssuerProfile, suite: SignatureSuite) {
     this.suite = suite;
@@ -185,6 +268,57 @@ export class CertificateTemplate {
     // A constant, non-empty subject. An empty one would oblige a critical SAN (RFC 5280 §4.2.1.6) and trips up
     // software that shows or logs subjects; a CN would invite host-name matching. The identity is the URI SAN.
     this.#svidSubject = distinguishedName([{ type: 'O', value: 'SPIFFE' }]);
+    const ski = encode(subjectKeyIdExtension(Buffer.alloc(KEY_ID_BYTES)));
+    this.#bytes = {
+      version: encode(VERSION_3),
+      algorithm: encode(suite.algorithm),
+      issuer: encode(this.#issuer),
+      subject: encode(this.#svidSubject),
+      fixedExtensions: Buffer.concat([
+        encode(this.#leafBasicConstraints),
+        encode(this.#leafKeyUsage),
+        encode(this.#svidEku),
+      ]),
+      skiPrefix: ski.subarray(0, ski.length - KEY_ID_BYTES),
+      aki: encode(this.#aki),
+      sanOid: encode(oid(OID.subjectAltName)),
+      crlDp: this.#crlDp ? encode(this.#crlDp) : Buffer.alloc(0),
+    };
+  }
+
+  /**
+   * An X509-SVID's TBSCertificate DER, spliced from the precomputed constant parts and the per-certificate
+   * ones (serial, validity, key, key identifier, SPIFFE ID): byte for byte what `svid` encodes to (tested).
+   */
+  svidDer(parts: SvidParts): Buffer {
+    if (parts.keyId.length !== KEY_ID_BYTES) throw new RangeError('keyId must be 20 octets');
+    const b = this.#bytes;
+    // GeneralName uniformResourceIdentifier [6] IMPLICIT IA5String, inside the SAN extension's OCTET STRING.
+    const san = derElement(
+      0x30,
+      b.sanOid,
+      derElement(0x04, derElement(0x30, derElement(0x86, Buffer.from(parts.spiffeId, 'latin1')))),
+    );
+    const extensions = derElement(
+      0xa3,
+      derElement(0x30, b.fixedExtensions, b.skiPrefix, parts.keyId, b.aki, san, b.crlDp),
+    );
+    return derElement(
+      0x30,
+      b.version,
+      uintElement(parts.serial),
+      b.algorithm,
+      b.issuer,
+      derElement(0x30, timeElement(parts.notBefore), timeElement(parts.notAfter)),
+      b.subject,
+      parts.spki,
+      extensions,
+    );
+  }
+
+  /** `Certificate ::= SEQUENCE { tbsCertificate, signatureAlgorithm, signatureValue BIT STRING }`, as DER. */
+  signedDer(tbs: Buffer, signature: Buffer): Buffer {
+    return derElement(0x30, tbs, this.#bytes.algorithm, derElement(0x03, ZERO, signature));
   }
 
   #tbs(parts: LeafParts, subject: Asn1, extensions: Asn1[]): Asn1 {
@@ -213,7 +347,10 @@ export class CertificateTemplate {
     return exts;
   }
 
-  /** An X509-SVID's TBSCertificate: one URI SAN (the SPIFFE ID), CA false, digitalSignature, server+client auth. */
+  /**
+   * An X509-SVID's TBSCertificate as ASN.1 nodes: one URI SAN (the SPIFFE ID), CA false, digitalSignature,
+   * server+client auth. The reference svidDer is tested against; issuance uses svidDer.
+   */
   svid(parts: LeafParts & { spiffeId: string }): Asn1 {
     const san = subjectAltNameExtension([{ uri: parts.spiffeId }]);
     return this.#tbs(parts, this.#svidSubject, this.#leafExtensions(this.#svidEku, san, parts.keyId));
