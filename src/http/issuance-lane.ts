@@ -8,7 +8,7 @@ import type { Express, NextFunction, Request, RequestHandler, Response } from 'e
 import proxyaddr from 'proxy-addr';
 import type { Deps } from '../deps.ts';
 import { WritError } from '../errors.ts';
-import { errorHandler, isJsonBody } from './middleware.ts';
+import { errorHandler } from './middleware.ts';
 
 /** The lane's routes: exact request path -> the steps after the body is read (those of the express route). */
 export type LaneRoutes = ReadonlyMap<string, readonly RequestHandler[]>;
@@ -67,7 +67,8 @@ const LANE_CONTENT_TYPE = /^application\/json[ \t]*(?:;[ \t]*charset[ \t]*=[ \t]
 /** Headers only: the requests whose body the lane reads as express.json would, with the same outcome. */
 function commonForm(req: IncomingMessage, limit: number): boolean {
   const type = req.headers['content-type'];
-  if (type === undefined || !LANE_CONTENT_TYPE.test(type) || !isJsonBody(req)) return false;
+  // Narrower than isJsonBody (which the express route applies): what passes here passes there.
+  if (type === undefined || !LANE_CONTENT_TYPE.test(type)) return false;
   const coding = req.headers['content-encoding'];
   if (coding !== undefined && coding.toLowerCase() !== 'identity') return false; // inflated by body-parser
   const length = req.headers['content-length'];

@@ -47,22 +47,26 @@ export function issuanceStep<B extends { attestor: string }>(
     locals: Record<string, unknown>,
   ) => Promise<{ id: string; spiffeId: string; task: string; expiresAt: number }>,
 ): RequestHandler {
+  const issuedMessage = `${type}-svid issued`;
   return async function issuanceStepHandler(req, res) {
     const stop = deps.metrics.issuanceDuration.startTimer({ type });
     const body = res.locals.body as B;
     try {
       const issued = await issue(body, req.ip, res.locals);
       deps.metrics.issued.inc({ type, attestor: body.attestor });
-      deps.logger.info(
-        {
-          reqId: res.locals.reqId,
-          id: issued.id,
-          spiffeId: issued.spiffeId,
-          task: issued.task,
-          attestor: body.attestor,
-        },
-        `${type === 'jwt' ? 'jwt' : 'x509'}-svid issued`,
-      );
+      // The fields are built only when the line is written (production runs at warn).
+      if (deps.logger.isLevelEnabled('info')) {
+        deps.logger.info(
+          {
+            reqId: res.locals.reqId,
+            id: issued.id,
+            spiffeId: issued.spiffeId,
+            task: issued.task,
+            attestor: body.attestor,
+          },
+          issuedMessage,
+        );
+      }
       noteLegacyIssuance(deps, issued, body.attestor, res.locals.reqId);
       // node:http's own calls: this step also runs without express (the issuance lane), and express's res.json
       // would hash the body for an ETag, useless on a one-off POST.
