@@ -12,6 +12,7 @@ import type { CaAuthorities } from './keys/x509/ca-loader.ts';
 import type { CrlPublisher } from './lifecycle/crl.ts';
 import type { Lifecycle } from './lifecycle/lifecycle.service.ts';
 import type { RevocationHub } from './lifecycle/revocation-feed.ts';
+import type { LegacyIssuanceLog } from './observability/legacy-log.ts';
 import type { Metrics } from './observability/metrics.ts';
 import type { PolicyEngine } from './policy/engine.ts';
 import type { Clock, CredentialStore } from './store/types.ts';
@@ -39,6 +40,8 @@ export interface Deps {
   audit: AuditLog;
   feed: RevocationHub;
   logger: Logger;
+  /** The warning for credentials issued on legacy evidence: in full per workload, then summed up. */
+  legacyLog: LegacyIssuanceLog;
   metrics: Metrics;
   clock: Clock;
   /** SHA-256 of the bootstrap admin token; the token itself is not kept. */

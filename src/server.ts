@@ -22,6 +22,7 @@ import { Lifecycle } from './lifecycle/lifecycle.service.ts';
 import { MemoryScheduler } from './lifecycle/memory.scheduler.ts';
 import { RevocationHub } from './lifecycle/revocation-feed.ts';
 import type { TaskScheduler } from './lifecycle/scheduler.ts';
+import { LegacyIssuanceLog } from './observability/legacy-log.ts';
 import { createLogger } from './observability/logger.ts';
 import { createMetrics } from './observability/metrics.ts';
 import { DEFAULT_POLICY_DIR, PolicyEngine } from './policy/index.ts';
@@ -232,6 +233,8 @@ export async function startBroker(loaded: LoadedConfig, opts: StartOptions = {})
     crl.start();
     closers.push(() => crl.close());
     const metrics = createMetrics({ defaultMetrics: opts.defaultMetrics ?? true });
+    const legacyLog = new LegacyIssuanceLog(logger);
+    closers.push(async () => legacyLog.close());
     const attestorHost = { store, clock, logger, trustDomain: config.trustDomain, issuer };
     const attestors = new AttestorFacade({
       attestors: createAttestors(config, attestorHost),
@@ -264,6 +267,7 @@ export async function startBroker(loaded: LoadedConfig, opts: StartOptions = {})
       audit,
       feed,
       logger,
+      legacyLog,
       metrics,
       clock,
       adminTokenHash: sha256(adminToken),

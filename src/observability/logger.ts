@@ -26,7 +26,6 @@ export function createLogger(
     timestamp: pino.stdTimeFunctions.isoTime,
   };
   // Standard output written asynchronously: under load lines are gathered into few writes instead of one
-  // blocking write(2) each on the event loop (the documented warning per legacy credential is one line per
-  // issuance). pino flushes what is buffered when the process exits.
+  // blocking write(2) each on the event loop. pino flushes what is buffered when the process exits.
   return pino(options, destination ?? pino.destination({ dest: 1, sync: false }));
 }

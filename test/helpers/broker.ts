@@ -1,5 +1,6 @@
 // Starts a real broker on a loopback port for e2e tests (memory store, or Redis with a private key prefix).
 import { randomBytes } from 'node:crypto';
+import type { Logger } from 'pino';
 import type { Mode } from '../../src/config/loader.ts';
 import { configSchema, type WritConfigInput } from '../../src/config/schema.ts';
 import { createLogger } from '../../src/observability/logger.ts';
@@ -33,7 +34,7 @@ export interface TestResponse {
 }
 
 export async function startTestBroker(
-  opts: { store?: 'memory' | 'redis'; config?: WritConfigInput; clock?: Clock } = {},
+  opts: { store?: 'memory' | 'redis'; config?: WritConfigInput; clock?: Clock; logger?: Logger } = {},
 ): Promise<TestBroker> {
   const adminToken = `test_admin_${randomBytes(24).toString('base64url')}`;
   const storeKind = opts.store ?? 'memory';
@@ -54,7 +55,11 @@ export async function startTestBroker(
   const mode: Mode = storeKind === 'redis' ? 'production' : 'dev';
   const broker = await startBroker(
     { config, mode, source: undefined },
-    { logger: createLogger('silent'), defaultMetrics: false, ...(opts.clock ? { clock: opts.clock } : {}) },
+    {
+      logger: opts.logger ?? createLogger('silent'),
+      defaultMetrics: false,
+      ...(opts.clock ? { clock: opts.clock } : {}),
+    },
   );
   const request = async (method: string, path: string, ro: RequestOptions = {}): Promise<TestResponse> => {
     const headers: Record<string, string> = { ...ro.headers };

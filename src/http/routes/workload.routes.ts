@@ -10,8 +10,9 @@ import { attestationRateLimit, noteAttestationFailure } from '../rate-limit.ts';
 import { commonJwtSvidRequest, jwtSvidRequestSchema } from '../schemas.ts';
 
 /**
- * Legacy evidence (static shared secrets) must stay visible: one warning and one count per credential it
- * yields (the credential record is marked `legacy` by the pipeline). Never logs the evidence.
+ * Legacy evidence (static shared secrets) must stay visible: one count per credential it yields, and the
+ * workload in the log (in full at first, then summed up per interval: LegacyIssuanceLog); the credential
+ * record and its audit record are marked by the pipeline. Never logs the evidence.
  */
 export function noteLegacyIssuance(
   deps: Deps,
@@ -21,17 +22,7 @@ export function noteLegacyIssuance(
 ): void {
   if (!LEGACY_ATTESTORS.has(attestor)) return;
   deps.metrics.legacyIssuance.inc({ attestor });
-  deps.logger.warn(
-    {
-      reqId,
-      attestor,
-      id: issued.id,
-      spiffeId: issued.spiffeId,
-      task: issued.task,
-      expiresAt: issued.expiresAt,
-    },
-    'legacy credential issued: the workload still attests with a static secret',
-  );
+  deps.legacyLog.note(attestor, issued, reqId);
 }
 
 /**
