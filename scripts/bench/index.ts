@@ -23,6 +23,7 @@ import { httpClient } from './lib/http.ts';
 import { stopRunner } from './lib/load.ts';
 import { describeMachine } from './lib/machine.ts';
 import { type PeerProcess, startPeer } from './lib/peers.ts';
+import { PerfRecorder, type PerfSummary, perfAvailable } from './lib/perf.ts';
 import { cpuMicros, sleep } from './lib/procs.ts';
 import { type ProfileSummary, summarizeProfile } from './lib/profile.ts';
 import { type RelyingParty, startRelyingParty } from './lib/relying-party.ts';
@@ -53,6 +54,7 @@ type ScenarioName = (typeof SCENARIOS)[number];
 interface Args {
   quick: boolean;
   profile: boolean;
+  perf: boolean;
   /** Use join tokens even when static_key is available (to compare attestors). */
   joinTokens: boolean;
   /** Extra node options for the broker (`--broker-node-options="--no-opt"`). */
@@ -63,12 +65,14 @@ interface Args {
 function parseArgs(argv: string[]): Args {
   let quick = false;
   let profile = false;
+  let perf = false;
   let joinTokens = false;
   let brokerNodeOptions: string[] = [];
   let only = new Set<ScenarioName>(SCENARIOS);
   for (const arg of argv) {
     if (arg === '--quick') quick = true;
     else if (arg === '--profile') profile = true;
+    else if (arg === '--perf') perf = true;
     else if (arg === '--join-tokens') joinTokens = true;
     else if (arg.startsWith('--broker-node-options=')) {
       brokerNodeOptions = arg.slice('--broker-node-options='.length).split(/\s+/).filter(Boolean);
@@ -82,15 +86,20 @@ function parseArgs(argv: string[]): Args {
   }
   // --profile profiles scenario 1 unless --only names others (e.g. --only=x509).
   if (profile && !argv.some((a) => a.startsWith('--only='))) only = new Set<ScenarioName>(['jwt']);
-  return { quick, profile, joinTokens, brokerNodeOptions, only };
+  // --perf records scenarios 1 and 2 unless --only names others; perf reads JS names from V8's perf map.
+  if (perf && !argv.some((a) => a.startsWith('--only='))) only = new Set<ScenarioName>(['jwt', 'x509']);
+  if (perf) brokerNodeOptions = [...brokerNodeOptions, '--perf-basic-prof'];
+  return { quick, profile, perf, joinTokens, brokerNodeOptions, only };
 }
 
 function usage(problem?: string): never {
   const text =
-    'usage: npm run bench -- [--quick] [--profile] [--join-tokens] [--broker-node-options=...] [--only=' +
+    'usage: npm run bench -- [--quick] [--profile] [--perf] [--join-tokens] [--broker-node-options=...] [--only=' +
     `${SCENARIOS.join(',')}]\n` +
     '  --quick    3 short interleaved runs per figure, smaller populations (< 2 min)\n' +
     '  --profile  scenario 1 (or --only=...), the broker under node --cpu-prof; top self-time functions\n' +
+    '  --perf     scenarios 1 and 2 (or --only=...), every thread of the broker under Linux perf during its\n' +
+    '             measured runs: CPU µs per request by category (OpenSSL, V8 GC, kernel, JS by package)\n' +
     '  --join-tokens  single-use join tokens as evidence even when static_key is available\n' +
     '  --broker-node-options="<flags>"  extra node options for the broker process (e.g. --no-opt)\n';
   process.stderr.write(problem ? `bench: ${problem}\n${text}` : text);
@@ -118,6 +127,7 @@ interface Results {
   policy?: PolicyResult | null;
   memory?: MemoryResult | null;
   profile?: ProfileSummary | null;
+  perf?: PerfSummary[];
 }
 
 /** The redis-server's pid, from INFO server (for its CPU time per request). */
@@ -219,9 +229,15 @@ async function main(): Promise<void> {
       broker,
       http,
       workload,
+      perf: null,
       log,
       note,
     };
+    if (args.perf) {
+      const missing = perfAvailable();
+      if (missing) note(`--perf: ${missing}`);
+      else ctx.perf = new PerfRecorder(tmpDir);
+    }
 
     if (args.only.has('jwt') || args.only.has('x509')) {
       [peers.oidc, peers.floor] = await Promise.all([
@@ -350,6 +366,12 @@ async function main(): Promise<void> {
       note('profile: the broker wrote no .cpuprofile (did it exit cleanly?)');
       results.profile = null;
     }
+  }
+  if (ctx?.perf) {
+    results.perf = ctx.perf.targets().flatMap((t) => ctx?.perf?.summarize(t) ?? []);
+    // V8's perf map of each broker (--perf-basic-prof), read by the summaries above.
+    for (const b of new Set([firstBroker, broker]))
+      if (b) rmSync(`/tmp/perf-${b.child.pid}.map`, { force: true });
   }
   rmSync(tmpDir, { recursive: true, force: true });
 
@@ -654,6 +676,26 @@ function printTables(r: Results, cpu: string, cores: number, mode: string): stri
         ],
       ]),
     );
+  }
+  for (const p of r.perf ?? []) {
+    out.push(
+      `\nperf: ${p.target}, every thread of the broker, ${p.samples} samples over ${p.requests} requests: ` +
+        `${round(p.cpuUsPerRequest)} µs of CPU per request`,
+    );
+    const rows = [['category', 'µs/req', 'event loop', 'other threads', '%']];
+    for (const c of p.categories) {
+      rows.push([
+        c.name,
+        c.totalUs.toFixed(1),
+        c.mainUs.toFixed(1),
+        c.otherUs.toFixed(1),
+        round(c.percent, 1).toFixed(1),
+      ]);
+    }
+    out.push(table(rows));
+    const sy = [['µs/req', 'symbol']];
+    for (const f of p.symbols) sy.push([f.us.toFixed(1), f.name]);
+    out.push(table(sy));
   }
   if (r.profile) {
     const p = r.profile;

@@ -1,6 +1,7 @@
 // What every scenario gets: the run's settings, the private Redis, the broker under test and the workload.
 import type { BrokerProcess } from './broker.ts';
 import type { HttpClient } from './http.ts';
+import type { PerfRecorder } from './perf.ts';
 import type { Workload } from './workload.ts';
 
 export interface BenchSettings {
@@ -23,6 +24,8 @@ export interface BenchContext extends BenchSettings {
   /** Keep-alive client to the broker (admin calls, single issuances, introspection). */
   http: HttpClient;
   workload: Workload;
+  /** `--perf`: records the broker's measured runs of the targets that name it (LoadTarget.perf). */
+  perf: PerfRecorder | null;
   /** Progress, on stderr. */
   log(message: string): void;
   /** A reason a figure is missing or approximate: printed above the result line, kept in the JSON. */

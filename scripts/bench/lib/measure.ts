@@ -26,6 +26,8 @@ export interface LoadTarget {
   usesRedis?: boolean;
   /** False once the server process is gone: the scenario then fails instead of recording zeros. */
   alive?: () => boolean;
+  /** With `--perf`: the process Linux perf records during this target's measured runs, and its label. */
+  perf?: { label: string; pid: number };
 }
 
 export interface RunStats {
@@ -57,6 +59,7 @@ async function oneRun(
   connections: number,
   durationSec: number,
   estimate: Map<string, number>,
+  measured = true,
 ): Promise<RunStats> {
   const base: RunnerOptions = {
     url: t.url,
@@ -92,7 +95,12 @@ async function oneRun(
   const cpuBefore = t.cpuMicros?.() ?? null;
   const mainBefore = t.mainThreadCpuMicros?.() ?? null;
   const redisBefore = t.usesRedis ? ctx.redisCpuMicros() : null;
-  const r = await runLoad(ctx.tmpDir, options);
+  const r =
+    measured && ctx.perf && t.perf
+      ? await ctx.perf.around(`${t.perf.label} c=${connections}`, t.perf.pid, () =>
+          runLoad(ctx.tmpDir, options),
+        )
+      : await runLoad(ctx.tmpDir, options);
   const cpuAfter = t.cpuMicros?.() ?? null;
   const mainAfter = t.mainThreadCpuMicros?.() ?? null;
   const redisAfter = t.usesRedis ? ctx.redisCpuMicros() : null;
@@ -143,7 +151,7 @@ export async function measureInterleaved(
     const key = `${t.url}${t.path}`;
     const first = !warmedUp.has(key);
     warmedUp.add(key);
-    await oneRun(ctx, t, connections, first ? (ctx.quick ? 1.5 : 5) : ctx.quick ? 0.5 : 1, estimate);
+    await oneRun(ctx, t, connections, first ? (ctx.quick ? 1.5 : 5) : ctx.quick ? 0.5 : 1, estimate, false);
   }
   for (let round = 0; round < rounds; round++) {
     const order = targets.map((_, i) => targets[(i + round) % targets.length]!);

@@ -42,6 +42,8 @@ export function writJwtTarget(
     mainThreadCpuMicros: () => broker.mainThreadCpuMicros(),
     usesRedis: true,
     alive: () => !broker.child.exited(),
+    // A cluster's primary serves nothing: only the single broker is recorded.
+    ...(broker === ctx.broker ? { perf: { label: 'writ jwt', pid: broker.child.pid } } : {}),
   };
 }
 

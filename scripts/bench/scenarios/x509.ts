@@ -53,6 +53,7 @@ export async function runX509(
     mainThreadCpuMicros: () => ctx.broker.mainThreadCpuMicros(),
     usesRedis: true,
     alive: () => !ctx.broker.child.exited(),
+    perf: { label: 'writ x509', pid: ctx.broker.child.pid },
   };
   const targets = [writ];
   if (floor) targets.push(floorTarget(floor, PATH, sample!));
