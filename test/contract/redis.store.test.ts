@@ -9,6 +9,7 @@ import {
   redisKeys,
 } from '../../src/store/redis/redis.store.ts';
 import type { CredentialRecord, CredentialStore, TaskInit } from '../../src/store/types.ts';
+import { indexMembers } from '../helpers/bucket-index.ts';
 import { FakeClock } from '../helpers/clock.ts';
 import { deleteKeys, testRedis, testRedisUrl, uniquePrefix } from '../helpers/redis.ts';
 import { freePort, type RedisServer, startRedisServer } from '../helpers/redis-server.ts';
@@ -170,46 +171,72 @@ describe('RedisStore', () => {
       expect(found.sort()).toEqual(
         [
           `${prefix}ci:${credentialIndexBucket('c1')}`,
-          `${prefix}idx:creds`,
-          `${prefix}idx:tasks`,
-          `${prefix}tasks:deadlines`,
-          `${prefix}{t:run-1}:cred:c1`,
+          // the listing indexes: a directory of buckets each, named by their lowest member
+          `${prefix}ix:creds`,
+          `${prefix}ix:creds:${String(now).padStart(10, '0')}:c1`,
+          `${prefix}ix:tasks`,
+          `${prefix}ix:tasks:${String(now).padStart(10, '0')}|run-1`,
+          `${prefix}tasks:due`,
           `${prefix}{t:run-1}:task`,
         ].sort(),
       );
-      expect(await redis.zrange(keys.credentialListing, '0', '-1')).toEqual([
+      expect(await indexMembers(redis, keys.credentialListing)).toEqual([
         `${String(now).padStart(10, '0')}:c1`,
       ]);
+      expect(
+        await redis.object('ENCODING', `${keys.credentialListing}:${String(now).padStart(10, '0')}:c1`),
+      ).toBe('listpack');
       // the id index: a field of a small hash; the credential's SPIFFE ID is the task owner's, not stored twice
       expect(keys.credentialIndex('c1')).toMatch(new RegExp(`^${prefix}ci:[0-9a-f]{3}$`));
       expect(await redis.hgetall(keys.credentialIndex('c1'))).toEqual({ c1: 'run-1' });
-      expect(await redis.hget(keys.credential('run-1', 'c1'), 's')).toBeNull();
-      expect(await redis.hget(keys.task('run-1'), 'o')).toBe(credential(now, 'c1', 'run-1').spiffeId);
-      // a task's only credential is two fields of the task hash; the task's zset is made for the second one
-      expect(await redis.hmget(keys.task('run-1'), 'k', 'x')).toEqual(['c1', String(now + 300)]);
-      expect(await redis.exists(keys.taskCredentials('run-1'))).toBe(0);
+      // a task's only credential is kept in the task hash, record and all (its SPIFFE ID is the task owner's, not
+      // stored twice); the task's zset and the credential's own hash are made when a second one joins
+      expect(await redis.hgetall(keys.task('run-1'))).toEqual({
+        o: credential(now, 'c1', 'run-1').spiffeId,
+        g: 'attestor',
+        c: String(now),
+        d: String(now + 3600),
+        s: 'active',
+        k: 'c1',
+        x: String(now + 300),
+        y: 'jwt',
+        a: 'github_actions',
+        u: JSON.stringify(['https://api.example.org', 'sts.amazonaws.com']),
+        i: String(now),
+        j: 'a1b2c3d4e5f60718',
+      });
+      expect(await redis.exists(keys.taskCredentials('run-1'), keys.credential('run-1', 'c1'))).toBe(0);
       await store.recordIssuance(
         credential(now, 'c2', 'run-1', { expiresAt: now + 60 }),
         taskInit(now, 'run-1'),
       );
-      expect(await redis.hmget(keys.task('run-1'), 'k', 'x')).toEqual([null, null]);
+      // the first moved out: its own hash (the credential hash's names), the task hash back to the task's fields
+      expect(await redis.hgetall(keys.credential('run-1', 'c1'))).toEqual({
+        y: 'jwt',
+        a: 'github_actions',
+        u: JSON.stringify(['https://api.example.org', 'sts.amazonaws.com']),
+        i: String(now),
+        e: String(now + 300),
+        k: 'a1b2c3d4e5f60718',
+      });
+      expect(Object.keys(await redis.hgetall(keys.task('run-1'))).sort()).toEqual(['c', 'd', 'g', 'o', 's']);
       expect(await redis.zrange(keys.taskCredentials('run-1'), '0', '-1', 'WITHSCORES')).toEqual([
         'c2',
         String(now + 60),
         'c1',
         String(now + 300),
       ]);
-      expect(await redis.zrange(keys.taskListing, '0', '-1')).toEqual([
+      expect(await indexMembers(redis, keys.taskListing)).toEqual([`${String(now).padStart(10, '0')}|run-1`]);
+      // the task listing's bucket is due at the earliest deadline of its active tasks
+      expect(await redis.zrange(keys.tasksDue, '0', '-1', 'WITHSCORES')).toEqual([
         `${String(now).padStart(10, '0')}|run-1`,
-      ]);
-      expect(await redis.zrange(keys.taskDeadlines, '0', '-1', 'WITHSCORES')).toEqual([
-        'run-1',
         String(now + 3600),
       ]);
-      // ending the task: its event, and the move from the deadlines queue to the fan-out queue
+      // ending the task: its event, and the fan-out queue; the due bucket is made exact by the next read of it
       await store.endTask('run-1', { status: 'completed', reason: 'task_done', at: now });
-      expect(await redis.zrange(keys.taskDeadlines, '0', '-1')).toEqual([]);
       expect(await redis.zrange(keys.tasksEnding, '0', '-1', 'WITHSCORES')).toEqual(['run-1', String(now)]);
+      expect((await store.pendingTasks(now + 3600, 10)).overdue).toEqual([]);
+      expect(await redis.zcard(keys.tasksDue)).toBe(0);
       const [[, fields]] = (await redis.xrange(keys.revocations, '-', '+')) as [[string, string[]]];
       expect(fields).toEqual([
         'k',
@@ -266,10 +293,13 @@ describe('RedisStore', () => {
       const result = await store.recordIssuance(credential(now, 'c1', 'run-1'), taskInit(now, 'run-1'));
       expect(result.ok).toBe(true);
       const realNow = Math.floor(Date.now() / 1000);
-      for (const key of [keys.credential('run-1', 'c1'), keys.task('run-1')]) {
+      expect(await redis.call('EXPIRETIME', keys.task('run-1'))).toBeGreaterThanOrEqual(realNow + 119);
+      expect((await store.getCredential('c1'))?.credential.id).toBe('c1');
+      // moved to its own hash when a second credential joins: that key's expiry is not in the past either
+      await store.recordIssuance(credential(now, 'c2', 'run-1'), taskInit(now, 'run-1'));
+      for (const key of [keys.credential('run-1', 'c1'), keys.credential('run-1', 'c2')]) {
         expect(await redis.call('EXPIRETIME', key)).toBeGreaterThanOrEqual(realNow + 119);
       }
-      expect((await store.getCredential('c1'))?.credential.id).toBe('c1');
     });
 
     it("stores a joining identity's own SPIFFE ID, and reads the owner's for the others", async () => {
@@ -322,7 +352,7 @@ describe('RedisStore', () => {
       });
       await redis.zadd(keys.taskCredentials('run-1'), old.expiresAt, 'c0');
       await redis.set(keys.legacyCredentialIndex('c0'), 'run-1', 'EX', 3600);
-      await redis.zadd(keys.credentialListing, 0, `${String(now).padStart(10, '0')}|c0|run-1`);
+      await redis.zadd(keys.legacyCredentialListing, 0, `${String(now).padStart(10, '0')}|c0|run-1`);
       expect(keys.legacyCredentialIndex('c0')).toMatch(/cidx:c0$/);
       expect((await store.getCredential('c0'))?.credential).toEqual(old);
       expect((await store.revokeCredential('c0', 'compromised', now))?.revoked).toBe(true);
@@ -339,9 +369,10 @@ describe('RedisStore', () => {
       // the sweeper's trim forgets an earlier key whose record is gone, without an id index entry to drop
       await redis.del(keys.credential('run-1', 'c0'));
       await store.trimRevocations(now);
-      expect(await redis.zrange(keys.credentialListing, '0', '-1')).toEqual([
+      expect(await indexMembers(redis, keys.credentialListing)).toEqual([
         `${String(now).padStart(10, '0')}:c1`,
       ]);
+      expect(await redis.exists(keys.legacyCredentialListing)).toBe(0);
       await redis.hset(keys.credential('run-1', 'c0'), {
         y: old.type,
         s: old.spiffeId,
@@ -376,14 +407,14 @@ describe('RedisStore', () => {
       for (const id of ids.slice(0, 10)) await redis.del(keys.credential('run-1', id));
       await store.trimRevocations(now);
       expect(await held()).toBe(20);
-      expect(await redis.zcard(keys.credentialListing)).toBe(20);
+      expect(await indexMembers(redis, keys.credentialListing)).toHaveLength(20);
       for (const id of ids.slice(0, 10)) expect(await store.getCredential(id)).toBeNull();
       // a listing page that meets dropped records forgets them too
       for (const id of ids.slice(10, 15)) await redis.del(keys.credential('run-1', id));
       const page = await store.listCredentials({}, { limit: 100 });
       expect(page.items).toHaveLength(15);
       expect(await held()).toBe(15);
-      expect(await redis.zcard(keys.credentialListing)).toBe(15);
+      expect(await indexMembers(redis, keys.credentialListing)).toHaveLength(15);
       // the buckets are small hashes in their compact encoding
       expect(await redis.object('ENCODING', keys.credentialIndex(ids[20]!))).toBe('listpack');
       expect((await store.getCredential(ids[20]!))?.credential.task).toBe('run-1');
@@ -486,9 +517,10 @@ describe('RedisStore', () => {
       for (let i = 1; i <= 200; i++)
         await single.store.recordIssuance(credential(now, jti(i), taskId(i)), taskInit(now, taskId(i)));
       const perTask = ((await usage(single.redis, single.prefix)) - first) / 200;
-      // measured with Redis 7.0: ~598 B per credential (50 in a task), ~1.23 KB per one-credential task (before
-      // the compact layout: ~794 B and ~1.45 KB); the audit record is not in this count
-      expect(perTask).toBeLessThan(1400);
+      // measured with Redis 7.0: ~598 B per credential (50 in a task), ~1.09 KB per one-credential task with its
+      // record in the task hash (~1.23 KB before that, ~794 B and ~1.45 KB before the compact layout); the audit
+      // record is not in this count
+      expect(perTask).toBeLessThan(1150);
     });
   });
 
@@ -588,10 +620,10 @@ describe('RedisStore', () => {
       await redis.del(keys.credential('t2', 'c2'), keys.task('t2'), keys.taskCredentials('t2'));
       const page = await store.listCredentials({}, { limit: 10 });
       expect(page.items.map((v) => v.credential.id)).toEqual(['c3', 'c1']);
-      expect(await redis.zcard(keys.credentialListing)).toBe(2);
+      expect(await indexMembers(redis, keys.credentialListing)).toHaveLength(2);
       const tasks = await store.listTasks({}, { limit: 10 });
       expect(tasks.items.map((t) => t.id).sort()).toEqual(['t1', 't3']);
-      expect(await redis.zcard(keys.taskListing)).toBe(2);
+      expect(await indexMembers(redis, keys.taskListing)).toHaveLength(2);
     });
 
     it('trims stale listing entries, oldest first, when the feed is trimmed', async () => {
@@ -609,8 +641,10 @@ describe('RedisStore', () => {
       ]);
       await redis.del(...gone.flat());
       await store.trimRevocations(now);
-      expect(await redis.zcard(keys.credentialListing)).toBe(50);
-      expect(await redis.zcard(keys.taskListing)).toBe(50);
+      expect(await indexMembers(redis, keys.credentialListing)).toHaveLength(50);
+      expect(await indexMembers(redis, keys.taskListing)).toHaveLength(50);
+      // 450 of each went into buckets of at most 120 (listpack-encoded); emptied buckets left the directory
+      expect(await redis.zcard(keys.credentialListing)).toBeLessThanOrEqual(2);
     });
 
     it('forgets queued tasks that Redis has dropped', async () => {
@@ -626,13 +660,13 @@ describe('RedisStore', () => {
       await store.endTask('d', { status: 'completed', reason: 'task_done', at: now });
       await redis.del(keys.task('a'), keys.task('c'));
       expect(await store.pendingTasks(now + 10, 10)).toEqual({ ending: ['d'], overdue: ['b'] });
-      expect(await redis.zrange(keys.taskDeadlines, '0', '-1')).toEqual(['b']);
       expect(await redis.zrange(keys.tasksEnding, '0', '-1')).toEqual(['d']);
       // ending or fanning out a task that is gone also removes it from the queues
       await redis.del(keys.task('b'), keys.task('d'));
       expect(await store.endTask('b', { status: 'expired', reason: 'deadline', at: now })).toBeNull();
       expect(await store.fanOutTask('d', 10)).toEqual({ revoked: 0, done: true });
-      expect(await redis.zcard(keys.taskDeadlines)).toBe(0);
+      expect(await store.pendingTasks(now + 10, 10)).toEqual({ ending: [], overdue: [] });
+      expect(await redis.zcard(keys.tasksDue)).toBe(0);
       expect(await redis.zcard(keys.tasksEnding)).toBe(0);
     });
   });
@@ -696,7 +730,7 @@ describe('RedisStore', () => {
       const { redis, store, keys } = await openStore(fake, 'malformed');
       await redis.xadd(keys.revocations, '*', 'k', 'c', 't', 't1', 'x', 'soon');
       await expect(store.readRevocations(undefined, 10)).rejects.toMatchObject({ code: 'server_error' });
-      await redis.zadd(keys.credentialListing, 0, 'not a listing key');
+      await redis.zadd(keys.legacyCredentialListing, 0, 'not a listing key');
       await expect(store.listCredentials({}, { limit: 10 })).rejects.toMatchObject({ code: 'server_error' });
     });
   });

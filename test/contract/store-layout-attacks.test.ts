@@ -10,6 +10,7 @@ import { RedisStore, redisKeys } from '../../src/store/redis/redis.store.ts';
 import { credentialKey } from '../../src/store/shared.ts';
 import { credentialStatus } from '../../src/store/status.ts';
 import type { CredentialRecord, TaskInit } from '../../src/store/types.ts';
+import { listingSize } from '../helpers/bucket-index.ts';
 import { FakeClock } from '../helpers/clock.ts';
 import { deleteKeys, testRedis, uniquePrefix } from '../helpers/redis.ts';
 
@@ -281,7 +282,7 @@ describe('compact store layout under attack', () => {
       await redis.hset(keys.credential('legacy', c.id), oldCredentialHash(c));
       await redis.zadd(keys.taskCredentials('legacy'), c.expiresAt, c.id);
       await redis.set(keys.legacyCredentialIndex(c.id), 'legacy', 'EX', 3600);
-      await redis.zadd(keys.credentialListing, 0, `${String(at).padStart(10, '0')}|${c.id}|legacy`);
+      await redis.zadd(keys.legacyCredentialListing, 0, `${String(at).padStart(10, '0')}|${c.id}|legacy`);
       ids.push(c.id);
     }
     // this broker's, in the same seconds and in the old task too
@@ -342,18 +343,18 @@ describe('compact store layout under attack', () => {
     await redis.hset(keys.credential('tz', old.id), oldCredentialHash(old));
     await redis.zadd(keys.taskCredentials('tz'), old.expiresAt, old.id);
     await redis.set(keys.legacyCredentialIndex(old.id), 'tz', 'EX', 3600);
-    await redis.zadd(keys.credentialListing, 0, `${String(now).padStart(10, '0')}|${old.id}|tz`);
+    await redis.zadd(keys.legacyCredentialListing, 0, `${String(now).padStart(10, '0')}|${old.id}|tz`);
     // a revoked one stays findable (and revoked) until Redis drops it
     await store.revokeCredential('live-z2', 'compromised', now);
     for (let i = 0; i < 3; i++) await store.trimRevocations(now + 10_000);
     for (const id of ['live-inline', 'live-z1', 'live-z2', 'live-old'])
       expect((await store.getCredential(id))?.credential.id, id).toBe(id);
-    expect(await redis.zcard(keys.credentialListing)).toBe(4);
+    expect(await listingSize(redis, keys.credentialListing, keys.legacyCredentialListing)).toBe(4);
     expect((await store.getCredential('live-z2'))?.credential.revokedReason).toBe('compromised');
     // an old-form member whose credential Redis dropped goes, and takes no live index field with it
     await redis.del(keys.credential('tz', 'live-old'));
     await store.trimRevocations(now);
-    expect(await redis.zcard(keys.credentialListing)).toBe(3);
+    expect(await listingSize(redis, keys.credentialListing, keys.legacyCredentialListing)).toBe(3);
     for (const id of ['live-inline', 'live-z1', 'live-z2'])
       expect(await redis.hget(keys.credentialIndex(id), id), id).not.toBeNull();
   });
@@ -413,7 +414,7 @@ describe('compact store layout under attack', () => {
     // each sweep is bounded, but successive sweeps get past the live ones to the dropped ones
     for (let sweep = 0; sweep < 3 && (await held()) > 0; sweep++) await store.trimRevocations(now);
     expect(await held()).toBe(0);
-    expect(await redis.zcard(keys.credentialListing)).toBe(2300);
+    expect(await listingSize(redis, keys.credentialListing, keys.legacyCredentialListing)).toBe(2300);
     for (const id of [live[0]!, live[2299]!]) expect((await store.getCredential(id))?.credential.id).toBe(id);
   });
 
@@ -436,7 +437,7 @@ describe('compact store layout under attack', () => {
     for (let i = 0; i < dropped.length; i += 500)
       await redis.del(...dropped.slice(i, i + 500).map((id) => keys.credential('bulk', id)));
     await store.trimRevocations(now);
-    expect(await redis.zcard(keys.credentialListing)).toBe(live.length);
+    expect(await listingSize(redis, keys.credentialListing, keys.legacyCredentialListing)).toBe(live.length);
     let held = 0;
     for (const id of dropped.slice(0, 3000).filter((_, i) => i % 50 === 0)) {
       if ((await redis.hget(keys.credentialIndex(id), id)) !== null) held++;

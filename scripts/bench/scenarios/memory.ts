@@ -76,12 +76,14 @@ async function variant(
 
 /**
  * `writ:{t:task-1}:cred:<uuid>` -> `writ:{t:*}:cred:*`: ids and tokens become `*`, and so do the buckets of the
- * credential id index (`writ:ci:<3 hex>` -> `writ:ci:*`).
+ * credential id index (`writ:ci:<3 hex>` -> `writ:ci:*`) and of the listing indexes (`writ:ix:creds:<first member>`
+ * -> `writ:ix:creds:*`).
  */
 export function familyOf(key: string): string {
   return key
     .replace(/\{t:[^}]*\}/, '{t:*}')
     .replace(/:ci:[0-9a-f]{3}$/, ':ci:*')
+    .replace(/:ix:([a-z]+):\d{10}[:|].*$/, ':ix:$1:*')
     .split(':')
     .map((seg) => seg.replace(/[A-Za-z0-9_=-]{20,}$/, '*').replace(/^\d+$/, '*'))
     .join(':');
@@ -116,9 +118,12 @@ async function keyFamilies(redis: Redis): Promise<KeyFamily[]> {
       keys: counts.get(family) ?? 0,
       avgBytes: Math.round(sizes.reduce((a, b) => a + b, 0) / Math.max(1, sizes.length)),
     };
-    if (entry.keys > 1 && family.endsWith(':ci:*')) {
-      // the credential id index buckets: fields per bucket (sampled) and bytes per field
-      const lens = await Promise.all(sample.map((key) => redis.hlen(key)));
+    if (entry.keys > 1 && (family.endsWith(':ci:*') || /:ix:[a-z]+:\*$/.test(family))) {
+      // the buckets of the credential id index and of the listing indexes: members per bucket (sampled) and bytes
+      // per member
+      const lens = await Promise.all(
+        sample.map((key) => (type === 'zset' ? redis.zcard(key) : redis.hlen(key))),
+      );
       const avg = lens.reduce((a, b) => a + b, 0) / Math.max(1, lens.length);
       entry.members = Math.round(avg * entry.keys);
       entry.bytesPerMember = avg > 0 ? Math.round(entry.avgBytes / avg) : 0;

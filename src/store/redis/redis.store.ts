@@ -3,24 +3,34 @@
 // Data model (all times epoch seconds; `<p>` is the prefix, `writ:` by default):
 //   <p>{t:<task>}:task        hash    o owner, g origin, c createdAt, d deadline, s status, e endedAt, r endReason,
 //                                     p fan-out cursor (index into the task's credentials: k first, then :creds),
-//                                     f fan-out done (1), k id and x expiresAt of the task's only credential
+//                                     f fan-out done (1); the task's only credential: k id, x expiresAt and its
+//                                     record under the names of INLINE_FIELDS (y, n, a, u, i, j, l, v, w)
 //   <p>{t:<task>}:creds       zset    credential id -> expiresAt; made when a second credential joins the task (the
-//                                     first moves here from k, x): a one-credential task has no key for it
+//                                     first moves here from k, x, its record to its own hash): a one-credential
+//                                     task has no key for either
 //   <p>{t:<task>}:cred:<id>   hash    y type, s spiffeId (only when it is not the task owner's: the task hash
 //                                     outlives the credential's), a attestor, u audience (JSON array), i issuedAt,
-//                                     e expiresAt, k kid, l legacy (1|0), v revokedAt, w revokedReason
+//                                     e expiresAt, k kid, l legacy (1|0), v revokedAt, w revokedReason. Brokers
+//                                     before the inline record wrote it for a task's only credential too (the task
+//                                     hash then has k and x but no y): read, revoked and fanned out as before
 //   <p>ci:<bucket>            hash    credential id -> task id, so that a credential can be found without its task;
 //                                     4096 buckets by a hash of the id (small hashes stay listpack-encoded: no key,
 //                                     TTL and dict entry per credential). Fields have no TTL: they go when the
 //                                     listing index drops the credential (trimRevocations, listings).
 //   <p>cidx:<id>              string  the same, as brokers before the buckets wrote it (read as a fallback; these
 //                                     keys expire with their credential)
-//   <p>idx:creds              zset    admin listing of credentials: scores 0, member `<issuedAt>:<id>` (issuedAt
-//                                     zero-padded to 10 digits; the task comes from the id index): ZREVRANGEBYLEX
-//                                     lists newest first and resumes after a cursor member, whatever was inserted
-//                                     meanwhile. Members `<issuedAt>|<id>|<task>` of earlier brokers are read too.
-//   <p>idx:tasks              zset    admin listing of tasks: scores 0, member `<createdAt>|<task>`
-//   <p>tasks:deadlines        zset    active task id -> deadline (the sweeper's overdue tasks)
+//   <p>ix:creds (+ buckets)   zsets   admin listing of credentials: member `<issuedAt>:<id>` (issuedAt zero-padded
+//                                     to 10 digits; the task comes from the id index), in a directory of small
+//                                     buckets `ix:creds:<name>` (lua/bucket-index.lua: listpack-encoded, ~55 B a
+//                                     member where one big zset costs ~150): read newest first, resuming after a
+//                                     cursor member whatever was inserted meanwhile (lua/index-range-1.lua).
+//   <p>ix:tasks (+ buckets)   zsets   admin listing of tasks, the same way: member `<createdAt>|<task>`
+//   <p>tasks:due              zset    task listing bucket -> a lower bound of the earliest deadline of its active
+//                                     tasks: the deadlines job reads the due buckets' tasks (lua/due-tasks-2.lua)
+//   <p>idx:creds, idx:tasks   zset    the listings as brokers before the buckets wrote them (one zset each, scores
+//                                     0; `idx:creds` members `<issuedAt>:<id>` or, earlier, `<issuedAt>|<id>|<task>`)
+//   <p>tasks:deadlines        zset    active task id -> deadline, as those brokers wrote it
+//                                     These three are read (merged with the buckets) and trimmed until empty.
 //   <p>tasks:ending           zset    ended task id -> endedAt, until its fan-out is done
 //   <p>revocations            stream  the public revocation feed, XADD `*` ids; fields k kind (t|c), t task,
 //                                     c credential id, y type, x expiresAt, r reason, v revokedAt (no SPIFFE ID)
@@ -30,17 +40,22 @@
 //   <p>jt:<hash>              string  join token JSON; expires with the token
 //   <p>keys:<name>            string  shared key material; never expires
 // A credential key (and its cidx) expires at expiresAt + retention, the task keys at max(deadline, latest
-// credential expiry) + retention (only ever extended). Decisions use the injected clock, passed to Lua in ARGV;
+// credential expiry) + retention (only ever extended). A record kept in the task hash is read as gone from its
+// expiresAt + retention and its fields are dropped then by the sweeper's trim (with its listing entry), or by the
+// next issuance into the task. Decisions use the injected clock, passed to Lua in ARGV;
 // key TTLs use the server's time, so they are never in the past. Records past expiry + retention by the injected
 // clock also read as absent, so both adapters drop records at the same moment.
-// The global zsets hold no TTL; their entries are trimmed once Redis has dropped the record they point to:
-// idx:* lazily by the listings (an entry whose record is gone is removed when a page meets it) and, oldest first
-// and bounded, by trimRevocations (the sweeper's periodic call); tasks:* by endTask and fanOutTask (a missing
-// task leaves both) and by pendingTasks (entries of tasks that are gone are removed, not returned).
+// The global indexes hold no TTL; their entries are trimmed once Redis has dropped the record they point to:
+// ix:* and idx:* lazily by the listings (an entry whose record is gone is removed when a page meets it) and, oldest
+// first and bounded, by trimRevocations (the sweeper's periodic call); an emptied bucket leaves its directory;
+// tasks:due by pendingTasks (a due bucket's score is made exact whenever it is read); tasks:ending and
+// tasks:deadlines by endTask and fanOutTask (a missing task leaves both) and by pendingTasks (entries of tasks
+// that are gone are removed, not returned).
 //
 // Atomicity and deployment: the target is a standalone Redis (an ioredis `Redis` client). The lifecycle scripts
 // (record-issuance, end-task, fan-out, revoke-credential) change a task's keys together with global keys (the
-// stream, the indexes) in one script, declared in KEYS: atomic on a standalone Redis, so a revocation is never
+// stream, the indexes) in one script, declared in KEYS (an index's buckets are reached by name from its directory,
+// as the fan-out reaches credential hashes from the task's): atomic on a standalone Redis, so a revocation is never
 // recorded without its feed event, nor an event emitted for a credential that is not revoked. Redis Cluster would
 // need these split (the global writes made at-least-once through an outbox); that is not supported yet. Every
 // task's keys stay in its `{t:<task>}` hash slot all the same.
@@ -145,9 +160,15 @@ export function redisKeys(prefix: string) {
     credentialIndex: (id: string) => `${prefix}ci:${credentialIndexBucket(id)}`,
     /** The per-credential key of brokers before the buckets; read as a fallback until it expires. */
     legacyCredentialIndex: (id: string) => `${prefix}cidx:${id}`,
-    credentialListing: `${prefix}idx:creds`,
-    taskListing: `${prefix}idx:tasks`,
-    taskDeadlines: `${prefix}tasks:deadlines`,
+    /** Listing indexes, each a directory of small buckets (lua/bucket-index.lua): `<directory>:<bucket name>`. */
+    credentialListing: `${prefix}ix:creds`,
+    taskListing: `${prefix}ix:tasks`,
+    /** The task listing's buckets scored by the earliest deadline of their active tasks (a lower bound). */
+    tasksDue: `${prefix}tasks:due`,
+    /** The single-zset indexes of brokers before the buckets; read (and trimmed) until they are empty. */
+    legacyCredentialListing: `${prefix}idx:creds`,
+    legacyTaskListing: `${prefix}idx:tasks`,
+    legacyTaskDeadlines: `${prefix}tasks:deadlines`,
     tasksEnding: `${prefix}tasks:ending`,
     revocations: `${prefix}revocations`,
     entries: `${prefix}entries`,
@@ -194,6 +215,23 @@ export const EVENT_FIELDS = {
   revokedAt: 'v',
 } as const;
 
+/**
+ * Where a task's only credential keeps its record in the task hash: credential hash field -> task hash field (no
+ * task field has these names). Also in record-issuance-7.lua.
+ */
+export const INLINE_FIELDS = {
+  y: 'y',
+  s: 'n',
+  a: 'a',
+  u: 'u',
+  i: 'i',
+  e: 'x',
+  k: 'j',
+  l: 'l',
+  v: 'v',
+  w: 'w',
+} as const;
+
 /** Field names of the credential hash. */
 export const CREDENTIAL_FIELDS = {
   type: 'y',
@@ -215,6 +253,9 @@ const ENTRY_CACHE_MAX_AGE_MS = 1_000;
 
 const SCRIPTS = {
   writRecordIssuance: 'record-issuance-7.lua',
+  writIndexRange: 'index-range-1.lua',
+  writIndexRemove: 'index-remove-2.lua',
+  writDueTasks: 'due-tasks-2.lua',
   writPutEntry: 'put-entry-2.lua',
   writDeleteEntry: 'delete-entry-2.lua',
   writEndTask: 'end-task-5.lua',
@@ -228,9 +269,11 @@ type ScriptName = keyof typeof SCRIPTS;
 type ScriptCommands = Record<ScriptName, (...args: (string | number)[]) => Promise<unknown>>;
 
 function defineScripts(redis: Redis): ScriptCommands {
+  const read = (file: string) => readFileSync(new URL(`./lua/${file}`, import.meta.url), 'utf8');
   for (const [command, file] of Object.entries(SCRIPTS)) {
     const numberOfKeys = Number(/-(\d+)\.lua$/.exec(file)?.[1]);
-    const lua = readFileSync(new URL(`./lua/${file}`, import.meta.url), 'utf8');
+    // `-- @include <file>` lines are replaced by that file (shared functions)
+    const lua = read(file).replace(/^-- @include ([a-z-]+\.lua)$/gm, (_, name: string) => read(name));
     redis.defineCommand(command, { lua, numberOfKeys });
   }
   return redis as unknown as ScriptCommands;
@@ -372,6 +415,16 @@ if held and held > tonumber(ARGV[1]) then return 0 end
 redis.call('SET', KEYS[1], ARGV[2], 'EXAT', ARGV[3])
 return 1`;
 
+// KEYS[1] task hash, KEYS[2] its credential zset; ARGV credential id, floor (now - retention, injected clock). Drops
+// the record of the task's only credential from the task hash once it is past expiresAt + retention. Not while the
+// zset exists (only tasks written by brokers before have both): the fan-out's cursor counts the inline one.
+const DROP_INLINE = `
+local held = redis.call('HMGET', KEYS[1], 'k', 'x', 'y')
+if held[1] ~= ARGV[1] or not held[3] or tonumber(held[2]) > tonumber(ARGV[2]) then return 0 end
+if redis.call('EXISTS', KEYS[2]) == 1 then return 0 end
+redis.call('HDEL', KEYS[1], 'k', 'x', 'y', 'n', 'a', 'u', 'i', 'j', 'l', 'v', 'w')
+return 1`;
+
 // KEYS[1] ephemeral value; ARGV expected value, new JSON record, now, real-time key expiry. Replaces the record
 // only while it is live and holds the expected value.
 const SWAP_EPHEMERAL = `
@@ -388,6 +441,7 @@ export class RedisStore implements CredentialStore {
   /** String reads waiting for this turn's MGET (#readStrings). */
   #reads: StringReads | undefined;
   readonly #scripts: ScriptCommands;
+  readonly #prefix: string;
   readonly #keys: ReturnType<typeof redisKeys>;
   readonly #clock: Clock;
   readonly #retention: number;
@@ -399,7 +453,7 @@ export class RedisStore implements CredentialStore {
   #entryCache: { version: string; entries: readonly RegistrationEntry[]; readAt: number } | undefined;
   /** The store's own connection for blocking feed reads, made on first use. */
   #blocking: Promise<Redis> | undefined;
-  /** Per listing index, where the last trim stopped (`(<key>`), when it stopped short of the end. */
+  /** Per listing index, the last key the last trim read, when it stopped short of the end. */
   readonly #trimFrom = new Map<string, string>();
   #closed = false;
 
@@ -410,7 +464,8 @@ export class RedisStore implements CredentialStore {
     }
     this.#redis = opts.redis;
     this.#scripts = defineScripts(opts.redis);
-    this.#keys = redisKeys(opts.prefix ?? 'writ:');
+    this.#prefix = opts.prefix ?? 'writ:';
+    this.#keys = redisKeys(this.#prefix);
     this.#clock = opts.clock ?? systemClock;
     this.#retention = retention;
     this.#timeoutMs = opts.commandTimeoutMs ?? 2000;
@@ -542,7 +597,7 @@ export class RedisStore implements CredentialStore {
         k.credentialIndex(credential.id),
         k.credentialListing,
         k.taskListing,
-        k.taskDeadlines,
+        k.tasksDue,
         now,
         this.#retention,
         task.owner,
@@ -589,12 +644,13 @@ export class RedisStore implements CredentialStore {
         return parseStored(hashReply, value, 'hash');
       });
     });
-    if (credentialFields === undefined || Object.keys(credentialFields).length === 0) return null;
+    const record = recordOf(id, credentialFields, taskFields);
+    if (record === undefined) return null;
     const now = seconds(this.#clock);
     const credential = toCredential(
       id,
       taskId,
-      parseStored(credentialHash, credentialFields, 'credential'),
+      parseStored(credentialHash, record, 'credential'),
       taskFields,
     );
     if (credential === null || now >= credential.expiresAt + this.#retention) return null;
@@ -625,7 +681,7 @@ export class RedisStore implements CredentialStore {
         k.taskCredentials(id),
         k.revocations,
         k.tasksEnding,
-        k.taskDeadlines,
+        k.legacyTaskDeadlines,
         now,
         this.#retention,
         id,
@@ -689,10 +745,12 @@ export class RedisStore implements CredentialStore {
     const outcome = mapCode(REVOKE_CODES, code);
     if (outcome === 'missing') return null;
     const taskHashFields = pairs(taskFields);
+    const record = recordOf(id, pairs(credentialFields), taskHashFields);
+    if (record === undefined) return null;
     const credential = toCredential(
       id,
       taskId,
-      parseStored(credentialHash, pairs(credentialFields), 'credential'),
+      parseStored(credentialHash, record, 'credential'),
       taskHashFields,
     );
     if (credential === null) return null;
@@ -720,7 +778,7 @@ export class RedisStore implements CredentialStore {
       };
       return scanPage(source, after, page.limit, keep);
     }
-    const source = this.#lexSource(this.#keys.credentialListing, (keys) => this.#dropCredentialIndex(keys));
+    const source = this.#listingSource('credentials', (keys) => this.#dropCredentialIndex(keys));
     return scanPage({ ...source, read }, after, page.limit, keep);
   }
 
@@ -730,7 +788,7 @@ export class RedisStore implements CredentialStore {
     const now = seconds(this.#clock);
     const narrows = filter.status !== undefined || filter.owner !== undefined;
     const source: ScanSource<TaskRecord> = {
-      ...this.#lexSource(this.#keys.taskListing),
+      ...this.#listingSource('tasks'),
       read: async (keys) => {
         const ids = keys.map((key) => parseIndexKey(parseTaskKey, key).id);
         const hashes = await this.#pipeline(ids.map((id) => ['hgetall', this.#keys.task(id)]));
@@ -755,23 +813,47 @@ export class RedisStore implements CredentialStore {
     return parseStored(z.number().int().nonnegative(), count, 'count') + inlineLive;
   }
 
-  /** A descending lex index of listing keys, with lazy trimming of keys whose records are gone. */
-  #lexSource(
-    key: string,
+  /** The two indexes of a listing: its buckets, and the single zset of brokers before them. */
+  #listingIndexes(listing: 'credentials' | 'tasks'): { buckets: string; legacy: string } {
+    const k = this.#keys;
+    return listing === 'credentials'
+      ? { buckets: k.credentialListing, legacy: k.legacyCredentialListing }
+      : { buckets: k.taskListing, legacy: k.legacyTaskListing };
+  }
+
+  /** A listing's keys newest first (both its indexes merged), with lazy trimming of keys whose records are gone. */
+  #listingSource(
+    listing: 'credentials' | 'tasks',
     onDrop?: (keys: string[]) => Promise<void>,
   ): Pick<ScanSource<never>, 'fetch' | 'drop'> {
+    const { buckets, legacy } = this.#listingIndexes(listing);
     return {
       fetch: async (from, count) => {
-        const reply = await this.#call(() =>
-          this.#redis.zrevrangebylex(key, from === undefined ? '+' : `(${from}`, '-', 'LIMIT', 0, count),
-        );
-        return parseStored(stringList, reply, 'index');
+        const [bucketed, earlier] = await Promise.all([
+          this.#readIndex(buckets, 'desc', from, count),
+          this.#call(() =>
+            this.#redis.zrevrangebylex(legacy, from === undefined ? '+' : `(${from}`, '-', 'LIMIT', 0, count),
+          ),
+        ]);
+        const merged = [...bucketed, ...parseStored(stringList, earlier, 'index')];
+        return merged.sort((a, b) => compareKeys(b, a)).slice(0, count);
       },
       drop: async (keys) => {
         await onDrop?.(keys);
-        await this.#call(() => this.#redis.zrem(key, ...keys));
+        await this.#call(() => this.#scripts.writIndexRemove(buckets, legacy, ...keys));
       },
     };
+  }
+
+  /** Up to `count` members of a bucketed index strictly after `after` (from the end when undefined). */
+  async #readIndex(
+    index: string,
+    order: 'asc' | 'desc',
+    after: string | undefined,
+    count: number,
+  ): Promise<string[]> {
+    const reply = await this.#call(() => this.#scripts.writIndexRange(index, order, after ?? '', count));
+    return parseStored(stringList, reply, 'index');
   }
 
   /**
@@ -785,14 +867,21 @@ export class RedisStore implements CredentialStore {
 
   /** The listing keys of a task's credentials, newest first. */
   async #taskListingKeys(task: string): Promise<string[]> {
-    const [members, inline] = await this.#pipeline([
+    const [members, taskReply] = await this.#pipeline([
       ['zrange', this.#keys.taskCredentials(task), '0', '-1'],
-      ['hget', this.#keys.task(task), 'k'],
+      ['hgetall', this.#keys.task(task)],
     ]);
     const ids = parseStored(stringList, members, 'task credentials');
-    if (inline !== null) ids.push(parseStored(z.string(), inline, 'task'));
-    const issued = await this.#pipeline(ids.map((id) => ['hget', this.#keys.credential(task, id), 'i']));
+    const taskFields = parseStored(hashReply, taskReply, 'hash');
     const keys: string[] = [];
+    const inline = taskFields.k;
+    if (inline !== undefined) {
+      // the task's only credential: its record in the task hash, or (brokers before) in its own
+      const held = recordOf(inline, undefined, taskFields);
+      if (held === undefined) ids.push(inline);
+      else keys.push(credentialKey({ issuedAt: parseStored(epoch, held.i, 'task'), id: inline }));
+    }
+    const issued = await this.#pipeline(ids.map((id) => ['hget', this.#keys.credential(task, id), 'i']));
     ids.forEach((id, i) => {
       const value = issued[i];
       if (value === null || value === undefined) return; // dropped: the listing skips it
@@ -839,13 +928,14 @@ export class RedisStore implements CredentialStore {
     return withTasks.map(([, found]): Loaded<CredentialView> => {
       if (found === null) return 'gone'; // not in the id index: dropped
       const p = parsed[++i]!;
-      const fields = parseStored(hashReply, replies[i], 'hash');
-      if (Object.keys(fields).length === 0) return 'gone';
+      const taskFields = taskHashes.get(p.task);
+      const record = recordOf(p.id, parseStored(hashReply, replies[i], 'hash'), taskFields);
+      if (record === undefined) return 'gone';
       const credential = toCredential(
         p.id,
         p.task,
-        parseStored(credentialHash, fields, 'credential'),
-        taskHashes.get(p.task),
+        parseStored(credentialHash, record, 'credential'),
+        taskFields,
       );
       if (credential === null) return 'gone';
       if (now >= credential.expiresAt + this.#retention) return 'hidden';
@@ -921,16 +1011,60 @@ export class RedisStore implements CredentialStore {
     assertEpoch('before', before);
     await this.#call(() => this.#redis.xtrim(this.#keys.revocations, 'MINID', Math.max(0, before) * 1000));
     await this.#trimListing(
-      this.#keys.credentialListing,
-      async (keys) =>
-        (await this.#tasksOfListingKeys(keys)).map(([p, task]) =>
-          task === null ? null : this.#keys.credential(task, p.id),
-        ),
+      'credentials',
+      (keys) => this.#credentialsHeld(keys),
       (keys) => this.#dropCredentialIndex(keys),
     );
-    await this.#trimListing(this.#keys.taskListing, async (keys) =>
-      keys.map((key) => this.#keys.task(parseIndexKey(parseTaskKey, key).id)),
+    await this.#trimListing('tasks', async (keys) => {
+      const exists = await this.#pipeline(
+        keys.map((key) => ['exists', this.#keys.task(parseIndexKey(parseTaskKey, key).id)]),
+      );
+      return exists.map((n) => n !== 0);
+    });
+  }
+
+  /**
+   * Whether each listed credential's record is still held: its own hash exists (Redis drops it at expiresAt +
+   * retention), or the task hash holds it and it is not past expiresAt + retention by the injected clock. A record
+   * kept in the task hash has no TTL of its own: its fields are dropped here when it is past that.
+   */
+  async #credentialsHeld(keys: string[]): Promise<boolean[]> {
+    const withTasks = await this.#tasksOfListingKeys(keys);
+    const replies = await this.#pipeline(
+      withTasks.flatMap(([p, task]): [string, ...string[]][] =>
+        task === null
+          ? []
+          : [
+              ['exists', this.#keys.credential(task, p.id)],
+              ['hmget', this.#keys.task(task), 'k', 'x', 'y'],
+            ],
+      ),
     );
+    const floor = seconds(this.#clock) - this.#retention;
+    const past: [string, string][] = [];
+    let i = 0;
+    const held = withTasks.map(([p, task]) => {
+      if (task === null) return false;
+      const exists = replies[i++];
+      const [k, x, y] = parseStored(markValues, replies[i++], 'task');
+      if (exists !== 0) return true;
+      if (k !== p.id || y === null || y === undefined) return false;
+      if (parseStored(epoch, x, 'task') > floor) return true;
+      past.push([task, p.id]);
+      return false;
+    });
+    await this.#pipeline(
+      past.map(([task, id]) => [
+        'eval',
+        DROP_INLINE,
+        2,
+        this.#keys.task(task),
+        this.#keys.taskCredentials(task),
+        id,
+        floor,
+      ]),
+    );
+    return held;
   }
 
   /**
@@ -941,74 +1075,127 @@ export class RedisStore implements CredentialStore {
    * they go with these entries.)
    */
   async #trimListing(
-    index: string,
-    /** The record key of each listing key; null when it cannot be found (the record is gone). */
-    recordKeys: (keys: string[]) => Promise<(string | null)[]>,
+    listing: 'credentials' | 'tasks',
+    /** Whether the record of each listing key is still held. */
+    held: (keys: string[]) => Promise<boolean[]>,
     onGone?: (keys: string[]) => Promise<void>,
   ): Promise<void> {
+    const { buckets, legacy } = this.#listingIndexes(listing);
+    const drop = async (gone: string[]) => {
+      await onGone?.(gone);
+      await this.#call(() => this.#scripts.writIndexRemove(buckets, legacy, ...gone));
+    };
+    await this.#trimIndex(
+      buckets,
+      (after, count) => this.#readIndex(buckets, 'asc', after, count),
+      held,
+      drop,
+    );
+    await this.#trimIndex(
+      legacy,
+      async (after, count) =>
+        parseStored(
+          stringList,
+          await this.#call(() =>
+            this.#redis.zrangebylex(legacy, after === undefined ? '-' : `(${after}`, '+', 'LIMIT', 0, count),
+          ),
+          'index',
+        ),
+      held,
+      drop,
+    );
+  }
+
+  async #trimIndex(
+    index: string,
+    /** Up to `count` keys of the index in ascending order, strictly after `after` (from the start when undefined). */
+    read: (after: string | undefined, count: number) => Promise<string[]>,
+    held: (keys: string[]) => Promise<boolean[]>,
+    drop: (keys: string[]) => Promise<void>,
+  ): Promise<void> {
     const BATCH = 200;
-    let from = '-';
+    let after: string | undefined;
     let resumed = false;
     // 10 batches per call, and one more for each batch that found dropped records (at most 200 batches, 40,000
     // entries): a backlog from sustained issuance is worked off at up to ~1,300 records/s at the default sweep
     // interval, while an index with nothing to drop costs 10 reads.
     let budget = 10;
     for (let round = 0; round < budget; round++) {
-      const keys = parseStored(
-        stringList,
-        await this.#call(() => this.#redis.zrangebylex(index, from, '+', 'LIMIT', 0, BATCH)),
-        'index',
-      );
+      const keys = await read(after, BATCH);
       if (keys.length === 0) {
         this.#trimFrom.delete(index);
         return;
       }
-      const records = await recordKeys(keys);
-      const found = records.filter((key): key is string => key !== null);
-      const exists = await this.#pipeline(found.map((key) => ['exists', key]));
-      const existing = new Set(found.filter((_, i) => exists[i] !== 0));
-      const gone = keys.filter((_, i) => records[i] === null || !existing.has(records[i]!));
+      const alive = await held(keys);
+      const gone = keys.filter((_, i) => !alive[i]);
       if (gone.length > 0) {
-        await onGone?.(gone);
-        await this.#call(() => this.#redis.zrem(index, ...gone));
+        await drop(gone);
         budget = Math.min(200, budget + 1);
       }
       if (keys.length < BATCH) {
         this.#trimFrom.delete(index); // the end: the next call starts over
         return;
       }
-      from = `(${keys[keys.length - 1]}`;
+      after = keys[keys.length - 1]!;
       if (gone.length === 0 && !resumed) {
         // past the front's dropped records: on from where the last call stopped, when that is further
         resumed = true;
         const saved = this.#trimFrom.get(index);
-        if (saved !== undefined && saved > from) from = saved;
+        if (saved !== undefined && compareKeys(saved, after) > 0) after = saved;
       }
     }
-    this.#trimFrom.set(index, from);
+    if (after !== undefined) this.#trimFrom.set(index, after);
   }
 
   async pendingTasks(now: number, limit: number): Promise<{ ending: string[]; overdue: string[] }> {
     assertEpoch('now', now);
     assertLimit(limit);
     const k = this.#keys;
-    const [ending, overdue] = (
+    const due = parseStored(
+      stringList,
+      await this.#call(() =>
+        this.#scripts.writDueTasks(k.tasksDue, k.taskListing, now, limit, `${this.#prefix}{t:`),
+      ),
+      'due tasks',
+    );
+    const [ending, legacy] = (
       await this.#pipeline([
         ['zrange', k.tasksEnding, '0', String(limit - 1)],
-        ['zrangebyscore', k.taskDeadlines, '-inf', String(now), 'LIMIT', '0', String(limit)],
+        [
+          'zrangebyscore',
+          k.legacyTaskDeadlines,
+          '-inf',
+          String(now),
+          'WITHSCORES',
+          'LIMIT',
+          '0',
+          String(limit),
+        ],
       ])
     ).map((reply) => parseStored(stringList, reply, 'task queue')) as [string[], string[]];
-    // Entries of tasks Redis has dropped are removed here rather than handed to the sweeper.
-    const ids = [...ending, ...overdue];
+    // Entries of tasks Redis has dropped are removed here rather than handed to the sweeper (the task index's
+    // due buckets read the task hashes themselves).
+    const legacyIds = legacy.filter((_, i) => i % 2 === 0);
+    const ids = [...ending, ...legacyIds];
     const exists = ids.length === 0 ? [] : await this.#pipeline(ids.map((id) => ['exists', k.task(id)]));
     const goneEnding = ending.filter((_, i) => exists[i] === 0);
-    const goneOverdue = overdue.filter((_, i) => exists[ending.length + i] === 0);
+    const goneLegacy = legacyIds.filter((_, i) => exists[ending.length + i] === 0);
     if (goneEnding.length > 0) await this.#call(() => this.#redis.zrem(k.tasksEnding, ...goneEnding));
-    if (goneOverdue.length > 0) await this.#call(() => this.#redis.zrem(k.taskDeadlines, ...goneOverdue));
-    return {
-      ending: ending.filter((_, i) => exists[i] !== 0),
-      overdue: overdue.filter((_, i) => exists[ending.length + i] !== 0),
-    };
+    if (goneLegacy.length > 0) await this.#call(() => this.#redis.zrem(k.legacyTaskDeadlines, ...goneLegacy));
+    // overdue by deadline, then id (as the deadlines zset of brokers before ordered them)
+    const deadlines = new Map<string, number>();
+    for (const flat of [due, legacy]) {
+      for (let i = 0; i + 1 < flat.length; i += 2) {
+        const id = flat[i]!;
+        if (goneLegacy.includes(id)) continue;
+        deadlines.set(id, parseStored(epoch, flat[i + 1], 'due tasks'));
+      }
+    }
+    const overdue = [...deadlines]
+      .sort(([a, da], [b, db]) => da - db || compareKeys(a, b))
+      .slice(0, limit)
+      .map(([id]) => id);
+    return { ending: ending.filter((_, i) => exists[i] !== 0), overdue };
   }
 
   /** The blocking connection, made on first use (lazyConnect, so that it works with any client options). */
@@ -1316,6 +1503,25 @@ function credentialFields(c: CredentialRecord): string[] {
   if (c.revokedAt !== undefined) fields.push(f.revokedAt, String(c.revokedAt));
   if (c.revokedReason !== undefined) fields.push(f.revokedReason, c.revokedReason);
   return fields;
+}
+
+/**
+ * A credential's record: its own hash, or the task hash's fields when the task keeps it there (its only credential,
+ * `k`, with a `y`). Undefined when neither holds it.
+ */
+function recordOf(
+  id: string,
+  own: Record<string, string> | undefined,
+  taskFields: Record<string, string> | undefined,
+): Record<string, string> | undefined {
+  if (own !== undefined && Object.keys(own).length > 0) return own;
+  if (taskFields?.k !== id || taskFields.y === undefined) return undefined;
+  const record: Record<string, string> = {};
+  for (const [name, field] of Object.entries(INLINE_FIELDS)) {
+    const value = taskFields[field];
+    if (value !== undefined) record[name] = value;
+  }
+  return record;
 }
 
 /**

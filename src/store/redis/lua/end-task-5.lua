@@ -12,7 +12,9 @@
                                                              only credential is in the task hash instead: k, x)
     KEYS[3] revocation stream     <prefix>revocations
     KEYS[4] tasks ending          <prefix>tasks:ending       (zset: task id -> endedAt, fan-out unfinished)
-    KEYS[5] task deadlines        <prefix>tasks:deadlines    (zset: task id -> deadline, active tasks only)
+    KEYS[5] task deadlines        <prefix>tasks:deadlines    (zset: task id -> deadline, active tasks only), as
+                                                             brokers before the bucketed task index wrote it: the
+                                                             task leaves it (the task index needs nothing here)
 
     ARGV[1] now, epoch seconds, from the broker's (injectable) clock
     ARGV[2] retention, seconds a record is kept after it has expired

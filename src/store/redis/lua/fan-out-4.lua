@@ -2,7 +2,8 @@
   One batch of the fan-out of an ended task: marks up to `batch` of its credentials revoked with the task's
   endedAt and reason, appending one credential event for each, atomically per batch. Credentials already revoked,
   expired (expiresAt <= now) or dropped are skipped. A cursor in the task hash (`p`: an index into the task's
-  credential zset, ordered by expiresAt then id, after the task's only credential when the task hash holds it) makes a retry after a crash resume where the last batch stopped;
+  credential zset, ordered by expiresAt then id, after the task's only credential when the task hash holds it)
+  makes a retry after a crash resume where the last batch stopped;
   the zset of an ended task never changes (record-issuance refuses ended tasks and only trims active ones), so
   the index stays valid. When every credential has been visited: `f` = 1 and the task leaves tasks:ending.
 
@@ -30,10 +31,12 @@ local retention = tonumber(ARGV[2])
 local taskId = ARGV[3]
 local batch = tonumber(ARGV[4])
 
-local task = redis.call('HMGET', KEYS[1], 's', 'd', 'e', 'r', 'p', 'f', 'k')
+local task = redis.call('HMGET', KEYS[1], 's', 'd', 'e', 'r', 'p', 'f', 'k', 'y', 'x', 'v')
 local status, deadline, endedAt, reason, cursor, finished = task[1], task[2], task[3], task[4], task[5], task[6]
--- A task's only credential is kept in the task hash (k) rather than in the zset: it comes first, at index 0.
-local inline = task[7]
+-- A task's only credential is kept in the task hash (k) rather than in the zset: it comes first, at index 0. Its
+-- record is in the task hash too (y type, x expiresAt, v revokedAt), or, as brokers before wrote it (no y), in
+-- its own hash.
+local inline, inlineType, inlineExpiresAt, inlineRevokedAt = task[7], task[8], task[9], task[10]
 if not status or now >= tonumber(deadline) + retention then
   redis.call('ZREM', KEYS[4], taskId)
   return { 0, 1 }
@@ -68,7 +71,13 @@ end
 local revoked = 0
 for _, id in ipairs(ids) do
   local key = base .. id
-  local c = redis.call('HMGET', key, 'y', 'e', 'v')
+  local c
+  if id == inline and inlineType then
+    key = KEYS[1]
+    c = { inlineType, inlineExpiresAt, inlineRevokedAt }
+  else
+    c = redis.call('HMGET', key, 'y', 'e', 'v')
+  end
   if c[1] and not c[3] and tonumber(c[2]) > now then
     redis.call('HSET', key, 'v', endedAt, 'w', reason)
     redis.call('XADD', KEYS[3], '*', 'k', 'c', 'c', id, 'y', c[1], 't', taskId, 'x', c[2], 'r', reason, 'v', endedAt)

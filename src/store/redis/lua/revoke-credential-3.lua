@@ -18,7 +18,11 @@
     ARGV[5] reason code
     ARGV[6] revokedAt, epoch seconds
 
-  Output: { code, credential hash as name value pairs, task hash as name value pairs }
+  A task's only credential may be kept in the task hash (k its id; y, x, v... its record) rather than in KEYS[1]:
+  it is revoked there.
+
+  Output: { code, credential hash as name value pairs (empty when the record is in the task hash), task hash as
+            name value pairs }
     code  1 revoked by this call
           0 not revoked: it already was, it has expired (expiresAt <= now), or its task is not active
             (ended, or past its deadline); nothing written
@@ -28,23 +32,29 @@ local now = tonumber(ARGV[1])
 local retention = tonumber(ARGV[2])
 
 local fields = redis.call('HGETALL', KEYS[1])
-local credential = {}
-for i = 1, #fields, 2 do
-  credential[fields[i]] = fields[i + 1]
-end
-if #fields == 0 or now >= tonumber(credential['e']) + retention then
-  return { -1, {}, {} }
-end
 local taskFields = redis.call('HGETALL', KEYS[2])
 local task = {}
 for i = 1, #taskFields, 2 do
   task[taskFields[i]] = taskFields[i + 1]
 end
+-- where the record is: its own hash, or the task hash (field names there: y type, x expiresAt, v revokedAt)
+local recordKey, credential = KEYS[1], {}
+if #fields == 0 and task['k'] == ARGV[4] and task['y'] then
+  recordKey = KEYS[2]
+  credential = { y = task['y'], e = task['x'], v = task['v'] }
+else
+  for i = 1, #fields, 2 do
+    credential[fields[i]] = fields[i + 1]
+  end
+end
+if not credential['e'] or now >= tonumber(credential['e']) + retention then
+  return { -1, {}, {} }
+end
 if credential['v'] or tonumber(credential['e']) <= now or task['s'] ~= 'active' or now >= tonumber(task['d']) then
   return { 0, fields, taskFields }
 end
 
-redis.call('HSET', KEYS[1], 'v', ARGV[6], 'w', ARGV[5])
+redis.call('HSET', recordKey, 'v', ARGV[6], 'w', ARGV[5])
 redis.call('XADD', KEYS[3], '*', 'k', 'c', 'c', ARGV[4], 'y', credential['y'], 't', ARGV[3], 'x', credential['e'],
   'r', ARGV[5], 'v', ARGV[6])
-return { 1, redis.call('HGETALL', KEYS[1]), taskFields }
+return { 1, redis.call('HGETALL', KEYS[1]), redis.call('HGETALL', KEYS[2]) }
