@@ -23,6 +23,8 @@ export interface StartRedisServerOptions {
   dir?: string;
   /** A fixed port, e.g. to restart where clients will reconnect; a free one by default. */
   port?: number;
+  /** More redis-server arguments (e.g. `['--zset-max-listpack-value', '128']`). */
+  args?: string[];
 }
 
 export async function startRedisServer(opts: StartRedisServerOptions = {}): Promise<RedisServer> {
@@ -32,7 +34,7 @@ export async function startRedisServer(opts: StartRedisServerOptions = {}): Prom
   for (let attempt = 0; attempt < (opts.port === undefined ? 3 : 1); attempt++) {
     const port = opts.port ?? (await freePort());
     try {
-      return await launch(port, dir, opts.appendonly ?? false);
+      return await launch(port, dir, opts.appendonly ?? false, opts.args ?? []);
     } catch (error) {
       lastError = error;
     }
@@ -40,9 +42,9 @@ export async function startRedisServer(opts: StartRedisServerOptions = {}): Prom
   throw lastError;
 }
 
-async function launch(port: number, dir: string, appendonly: boolean): Promise<RedisServer> {
+async function launch(port: number, dir: string, appendonly: boolean, extra: string[]): Promise<RedisServer> {
   const args = ['--port', String(port), '--bind', '127.0.0.1', '--save', '', '--dir', dir];
-  args.push('--appendonly', appendonly ? 'yes' : 'no', '--appendfsync', 'always');
+  args.push('--appendonly', appendonly ? 'yes' : 'no', '--appendfsync', 'always', ...extra);
   const child = spawn('redis-server', args, { stdio: ['ignore', 'pipe', 'pipe'] });
   let output = '';
   const keep = (chunk: Buffer) => {

@@ -867,15 +867,17 @@ export class RedisStore implements CredentialStore {
 
   /** The listing keys of a task's credentials, newest first. */
   async #taskListingKeys(task: string): Promise<string[]> {
-    const [members, taskReply] = await this.#pipeline([
-      ['zrange', this.#keys.taskCredentials(task), '0', '-1'],
+    // The task hash first (see #readCredentials): a first credential that moves out into the zset meanwhile is
+    // seen in the task hash, in the zset, or both (listed once).
+    const [taskReply, members] = await this.#pipeline([
       ['hgetall', this.#keys.task(task)],
+      ['zrange', this.#keys.taskCredentials(task), '0', '-1'],
     ]);
     const ids = parseStored(stringList, members, 'task credentials');
     const taskFields = parseStored(hashReply, taskReply, 'hash');
     const keys: string[] = [];
     const inline = taskFields.k;
-    if (inline !== undefined) {
+    if (inline !== undefined && !ids.includes(inline)) {
       // the task's only credential: its record in the task hash, or (brokers before) in its own
       const held = recordOf(inline, undefined, taskFields);
       if (held === undefined) ids.push(inline);
@@ -913,14 +915,18 @@ export class RedisStore implements CredentialStore {
       .filter((entry): entry is [{ issuedAt: number; id: string }, string] => entry[1] !== null)
       .map(([p, t]) => ({ id: p.id, task: t }));
     const tasks = [...new Set(parsed.map((p) => p.task))];
+    // The task hashes first: a pipeline is not atomic, and a task's only credential moves out of its task hash
+    // into a hash of its own when a second one joins (never back). Read in this order, a record that moves
+    // meanwhile is found in one place or the other; read the other way round, it could be in neither, and
+    // would be taken for dropped (its listing and id index entries removed, a bulk revocation missing it).
     const replies = await this.#pipeline([
-      ...parsed.map((p): [string, ...string[]] => ['hgetall', this.#keys.credential(p.task, p.id)]),
       ...tasks.map((t): [string, ...string[]] => ['hgetall', this.#keys.task(t)]),
+      ...parsed.map((p): [string, ...string[]] => ['hgetall', this.#keys.credential(p.task, p.id)]),
     ]);
     const taskViews = new Map<string, TaskRecord | null>();
     const taskHashes = new Map<string, Record<string, string>>();
     tasks.forEach((t, i) => {
-      const fields = parseStored(hashReply, replies[parsed.length + i], 'hash');
+      const fields = parseStored(hashReply, replies[i], 'hash');
       taskHashes.set(t, fields);
       taskViews.set(t, this.#liveTask(t, fields, now));
     });
@@ -929,7 +935,7 @@ export class RedisStore implements CredentialStore {
       if (found === null) return 'gone'; // not in the id index: dropped
       const p = parsed[++i]!;
       const taskFields = taskHashes.get(p.task);
-      const record = recordOf(p.id, parseStored(hashReply, replies[i], 'hash'), taskFields);
+      const record = recordOf(p.id, parseStored(hashReply, replies[tasks.length + i], 'hash'), taskFields);
       if (record === undefined) return 'gone';
       const credential = toCredential(
         p.id,
@@ -1035,8 +1041,9 @@ export class RedisStore implements CredentialStore {
         task === null
           ? []
           : [
-              ['exists', this.#keys.credential(task, p.id)],
+              // The task hash first (see #readCredentials): a record moving out meanwhile is seen in one place.
               ['hmget', this.#keys.task(task), 'k', 'x', 'y'],
+              ['exists', this.#keys.credential(task, p.id)],
             ],
       ),
     );
@@ -1045,8 +1052,8 @@ export class RedisStore implements CredentialStore {
     let i = 0;
     const held = withTasks.map(([p, task]) => {
       if (task === null) return false;
-      const exists = replies[i++];
       const [k, x, y] = parseStored(markValues, replies[i++], 'task');
+      const exists = replies[i++];
       if (exists !== 0) return true;
       if (k !== p.id || y === null || y === undefined) return false;
       if (parseStored(epoch, x, 'task') > floor) return true;

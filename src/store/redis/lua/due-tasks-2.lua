@@ -9,8 +9,12 @@
     KEYS[2] task index directory  <prefix>ix:tasks      (buckets <prefix>ix:tasks:<name>, members <createdAt>|<task>)
 
     ARGV[1] now, epoch seconds
-    ARGV[2] limit (>= 1): at most this many buckets, and no new bucket once 4 x limit tasks have been read and one
-            of them was overdue (a bucket that was due only by a stale score is made exact and passed over)
+    ARGV[2] limit (>= 1): at most this many buckets, and no new bucket once `limit` overdue tasks were found, or
+            once 16 x limit tasks have been read and one of them was overdue (a bound on the script's time: ~8,000
+            task hashes, a few ms, at the deadlines job's limit of 500). Overdue tasks scattered one per bucket
+            (entries with different task deadlines) are found at up to ~16 x limit / 120 buckets a run; a bucket
+            that was due only by a stale score is made exact and passed over (so an empty answer means none is
+            overdue, unless `limit` buckets were all due by stale scores)
     ARGV[3] the task hash names' start, <prefix>{t:   (a task hash is <ARGV[3]><task>}:task)
 
   Output: overdue tasks as task id, deadline pairs, in no particular order (maybe more than the limit).
@@ -21,7 +25,7 @@ local limit = tonumber(ARGV[2])
 local overdue = {}
 local read = 0
 for _, name in ipairs(redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', now, 'LIMIT', 0, limit)) do
-  if read >= 4 * limit and #overdue > 0 then
+  if #overdue >= 2 * limit or (read >= 16 * limit and #overdue > 0) then
     break
   end
   local earliest
