@@ -13,11 +13,11 @@ import { createLogger } from '../../src/observability/logger.ts';
 import { RedisStore, redisKeys } from '../../src/store/redis/redis.store.ts';
 import { compareKeys, credentialKey } from '../../src/store/shared.ts';
 import { credentialStatus } from '../../src/store/status.ts';
-import type { CredentialRecord, TaskInit } from '../../src/store/types.ts';
 import { indexMembers } from '../helpers/bucket-index.ts';
 import { FakeClock } from '../helpers/clock.ts';
 import { deleteKeys, testRedis, uniquePrefix } from '../helpers/redis.ts';
 import { startRedisServer } from '../helpers/redis-server.ts';
+import { credential, OWNER, RETENTION, taskInit } from '../helpers/store-fixtures.ts';
 
 const opened: { redis: Redis; prefix: string }[] = [];
 
@@ -28,8 +28,6 @@ afterEach(async () => {
   for (const { redis } of used) redis.disconnect();
 });
 
-const OWNER = 'spiffe://example.org/ci/github/acme/app/build';
-const RETENTION = 600;
 const config = configSchema.parse({ lifecycle: { sweepIntervalMs: 3_600_000 } });
 const logger = createLogger('silent');
 
@@ -75,30 +73,6 @@ async function openStores(fake: FakeClock, name: string, between: Between = asyn
     plain: new RedisStore({ redis, ...options }),
     raced: new RedisStore({ redis: interleaved(other, (c, a) => between(c, a)), ...options }),
   };
-}
-
-function credential(
-  now: number,
-  id: string,
-  task: string,
-  over: Partial<CredentialRecord> = {},
-): CredentialRecord {
-  return {
-    id,
-    type: 'jwt',
-    spiffeId: OWNER,
-    task,
-    attestor: 'github_actions',
-    audience: ['https://api.example.org'],
-    issuedAt: now,
-    expiresAt: now + 300,
-    kid: 'a1b2c3d4e5f60718',
-    ...over,
-  };
-}
-
-function taskInit(now: number, id: string, over: Partial<TaskInit> = {}): TaskInit {
-  return { id, owner: OWNER, origin: 'caller', deadline: now + 3600, ...over };
 }
 
 /** Runs `action` once, right after the first command `when` accepts. */

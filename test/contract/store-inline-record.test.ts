@@ -8,11 +8,11 @@ import type { Redis } from 'ioredis';
 import { afterEach, describe, expect, it } from 'vitest';
 import { RedisStore, redisKeys } from '../../src/store/redis/redis.store.ts';
 import { credentialKey, taskKey } from '../../src/store/shared.ts';
-import { credentialStatus } from '../../src/store/status.ts';
 import type { CredentialRecord, TaskInit } from '../../src/store/types.ts';
 import { listingSize } from '../helpers/bucket-index.ts';
 import { FakeClock } from '../helpers/clock.ts';
 import { deleteKeys, testRedis, uniquePrefix } from '../helpers/redis.ts';
+import { credential, fanOutAll, liveFor, RETENTION, taskInit } from '../helpers/store-fixtures.ts';
 
 const opened: { redis: Redis; prefix: string }[] = [];
 
@@ -23,8 +23,6 @@ afterEach(async () => {
   }
 });
 
-const OWNER = 'spiffe://example.org/ci/github/acme/app/build';
-const RETENTION = 600;
 const HEAD_RECORD_ISSUANCE = readFileSync(
   new URL('./fixtures/record-issuance-7.head.lua', import.meta.url),
   'utf8',
@@ -68,48 +66,6 @@ async function openStore(fake: FakeClock, name: string) {
     expect(code).toBe(1);
   };
   return { redis, store, keys, headRecord };
-}
-
-function credential(
-  now: number,
-  id: string,
-  task: string,
-  over: Partial<CredentialRecord> = {},
-): CredentialRecord {
-  return {
-    id,
-    type: 'jwt',
-    spiffeId: OWNER,
-    task,
-    attestor: 'github_actions',
-    audience: ['https://api.example.org'],
-    issuedAt: now,
-    expiresAt: now + 300,
-    kid: 'a1b2c3d4e5f60718',
-    ...over,
-  };
-}
-
-function taskInit(now: number, id: string, over: Partial<TaskInit> = {}): TaskInit {
-  return { id, owner: OWNER, origin: 'caller', deadline: now + 3600, ...over };
-}
-
-/** What introspection decides from the store (src/lifecycle/introspect.ts), minus the signature. */
-async function liveFor(store: RedisStore, fake: FakeClock, id: string, task: string, sub = OWNER) {
-  const view = await store.getCredential(id, task);
-  if (view === null) return 'unknown';
-  if (view.credential.spiffeId !== sub || view.credential.task !== task) return 'mismatch';
-  return credentialStatus(view, fake.seconds());
-}
-
-async function fanOutAll(store: RedisStore, task: string, batch: number) {
-  let revoked = 0;
-  for (let i = 0; i < 100; i++) {
-    const r = await store.fanOutTask(task, batch);
-    revoked += r.revoked;
-    if (r.done) return revoked;
-  }
-  throw new Error('fan-out did not finish');
 }
 
 async function credentialEvents(store: RedisStore) {
