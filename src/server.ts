@@ -14,7 +14,7 @@ import { sha256 } from './http/middleware.ts';
 import { type BrokerServer, chooseTransport, createBrokerServer, schemeOf, startTls } from './http/tls.ts';
 import { RotationTimer } from './keys/rotation.ts';
 import { loadKeyManager } from './keys/signing-keys.ts';
-import { loadCertificateAuthority } from './keys/x509/ca-loader.ts';
+import { type CaAuthorities, loadCertificateAuthority } from './keys/x509/ca-loader.ts';
 import { clientTrustAnchors } from './keys/x509/client-trust.ts';
 import { BullScheduler, type LifecycleWorker, startLifecycleWorker } from './lifecycle/bullmq.ts';
 import { CrlPublisher } from './lifecycle/crl.ts';
@@ -193,6 +193,9 @@ export async function startBroker(loaded: LoadedConfig, opts: StartOptions = {})
         resolve();
       });
     });
+    let casThreads: CaAuthorities | undefined;
+    // Pushed before the server's closer, so run after it: X.509-SVID issuances in flight finish first.
+    closers.push(async () => casThreads?.endThreads());
     closers.push(
       () =>
         new Promise<void>((resolve) => {
@@ -209,6 +212,7 @@ export async function startBroker(loaded: LoadedConfig, opts: StartOptions = {})
     const issuer = issuerOf(config, port, schemeOf(transport));
     // The CA's CRL URL defaults to the issuer's, known once the port is bound; no handler runs before this.
     const cas = await loadCertificateAuthority({ config, mode, store, issuer, clock, logger });
+    casThreads = cas;
     closers.push(async () => cas.close());
     const tls = startTls(server, transport, {
       config,

@@ -160,7 +160,7 @@ export async function mintRecorded(deps: Deps, csr: ParsedCsr, mint: X509Mint): 
 
 /**
  * Mints and re-checks (the CA re-parses every certificate with OpenSSL and verifies its signature before
- * returning it; the signature work runs on the threadpool).
+ * returning it; the signing and that check run on the CA's own thread, off the event loop).
  */
 async function sign(
   deps: Deps,

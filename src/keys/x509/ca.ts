@@ -16,6 +16,8 @@ import { bitString, decode, elements, encode, readOctetAlignedBits, seq } from '
 import { childrenOf, contentBytes, contextTag, readOidAt, readTlv, TAG } from './der-reader.ts';
 import { CaError, CsrError } from './errors.ts';
 import { checkCrlUrl, checkDnsName, checkTrustDomain, ipBytes, serialBytes } from './inputs.ts';
+import { type MintCheckFailure, readBack } from './mint-check.mjs';
+import { MintChecker } from './mint-checker.ts';
 import { OID } from './oids.ts';
 import { pemBlocks, toPem } from './pem.ts';
 import {
@@ -181,8 +183,11 @@ function mintCheck(what: string, cause?: unknown): CaError {
   return new CaError('ERR_CA_MINT_CHECK', `the minted ${what}`, cause === undefined ? undefined : { cause });
 }
 
-function epochOf(nodeTime: string): number {
-  return Date.parse(nodeTime) / 1000;
+/** The error of a check readBack failed. */
+function readBackError(failed: MintCheckFailure, cause?: unknown): CaError {
+  return failed === 'parse'
+    ? mintCheck('certificate does not parse', cause)
+    : mintCheck(`certificate failed its check: ${failed}`);
 }
 
 function certificatePem(der: Buffer): string {
@@ -202,6 +207,7 @@ export class CertificateAuthority {
   readonly #certificatePem: string;
   readonly #chainPem: readonly string[];
   readonly #rootsPem: readonly string[];
+  readonly #checker: MintChecker;
 
   private constructor(parts: CaParts) {
     this.#privateKey = parts.privateKey;
@@ -225,6 +231,17 @@ export class CertificateAuthority {
       [parts.ca, ...parts.above].filter((c) => c !== root).map((c) => certificatePem(c.der)),
     );
     this.#rootsPem = Object.freeze([certificatePem(root.der)]);
+    // Its thread starts at the first issueX509SvidAsync, and ends when idle: a CA rotated out keeps none.
+    this.#checker = new MintChecker({
+      issuerDer: parts.ca.der,
+      issuerKey: this.#publicKey,
+      privateKey: parts.privateKey,
+      hash: this.#template.suite.hash,
+      algorithm: encode(this.#template.suite.algorithm),
+      assemble: (tbs, signature) => this.#template.signedDer(tbs, signature),
+      caNotAfter: this.#notAfter,
+      eku: EKU_SERVER_CLIENT,
+    });
   }
 
   /** A self-signed root for a trust domain (dev mode, or generated once and shared through the store). */
@@ -408,44 +425,33 @@ export class CertificateAuthority {
   }
 
   /**
-   * As issueX509Svid, with the two signature operations (signing, and verifying the minted certificate's
-   * signature) on libuv's threadpool instead of the event loop; the same certificate and the same checks: the
-   * signature is verified over the TBS bytes as they sit in the certificate, which OpenSSL re-parses meanwhile.
+   * As issueX509Svid, off the event loop: the signature, and the whole mint check but for the reading of the
+   * certificate's own bytes and the key policy (OpenSSL's re-parse, the signature's verification and every
+   * field), on the CA's thread. The same certificate, the same checks; nothing is returned unless the thread
+   * said the certificate passed, and only for the bytes this CA's template assembles.
    */
   async issueX509SvidAsync(req: X509SvidRequest): Promise<IssuedCertificate> {
     const { spiffeId, subject, serial, notBefore, notAfter, tbs } = this.#svidTbs(req);
-    const signature = await new Promise<Buffer>((resolve, reject) => {
-      sign(this.#template.suite.hash, tbs, this.#privateKey, (error, sig) =>
-        error ? reject(error) : resolve(sig),
-      );
+    const key = req.publicKey ?? loadSpki(subject.key.spki);
+    const serialHex = serial.toString('hex');
+    const read = await this.#checker.check({
+      tbs,
+      serialHex,
+      notBefore,
+      notAfter,
+      key,
+      san: `URI:${spiffeId}`,
     });
-    const issued = this.#finish(this.#template.signedDer(tbs, signature), serial, notBefore, notAfter);
-    const signed = signedParts(issued.der);
-    const verified =
-      signed === null
-        ? Promise.resolve(false)
-        : new Promise<boolean>((resolve) => {
-            verify(this.#template.suite.hash, signed.tbs, this.#publicKey, signed.signature, (error, ok) =>
-              resolve(!error && ok),
-            );
-          });
-    // The rest of the check runs on the event loop meanwhile; the signature's verdict is awaited either way.
-    let failed: unknown;
-    try {
-      this.#checkLeaf(
-        issued,
-        subject.key,
-        req.publicKey,
-        EKU_SERVER_CLIENT,
-        (cert) => cert.subjectAltName === `URI:${spiffeId}`,
-        false,
-      );
-    } catch (e) {
-      failed = e;
-    }
-    if (!(await verified)) throw mintCheck('certificate failed its check: signature');
-    if (failed !== undefined) throw failed;
+    if (read.failed !== null) throw readBackError(read.failed);
+    // The thread's certificate is the template's assembly of this TBS and its signature (MintChecker compared).
+    const issued = this.#finish(read.der, serial, notBefore, notAfter);
+    checkOwnBytes(issued, subject.key, key);
     return issued;
+  }
+
+  /** Ends the signing and mint-check thread (pending asynchronous issuances fail); asynchronous issuance is refused after. */
+  close(): Promise<void> {
+    return this.#checker.close();
   }
 
   #svidTbs(req: X509SvidRequest) {
@@ -622,43 +628,48 @@ export class CertificateAuthority {
     expectedKey: KeyObject | undefined,
     eku: readonly string[],
     sanOk: (cert: X509Certificate) => boolean,
-    /** False when the caller verifies the signature itself (issueX509SvidAsync, on the threadpool). */
-    verifySignature = true,
   ): void {
-    let cert: X509Certificate;
-    try {
-      cert = new X509Certificate(issued.der);
-    } catch (e) {
-      throw mintCheck('certificate does not parse', e);
-    }
-    const fail = (what: string): CaError => mintCheck(`certificate failed its check: ${what}`);
-    if (verifySignature && !cert.verify(this.#publicKey)) throw fail('signature');
-    if (!cert.checkIssued(this.#ca.x509)) throw fail('issuer');
-    // cert.ca is X509_check_ca, which reads CA:TRUE without keyCertSign as no CA; Go's verifier ignores key usage.
-    if (cert.ca || !leafConstraintsOk(issued.der)) throw fail('ca flag');
-    if (cert.serialNumber.toLowerCase() !== issued.serialHex) throw fail('serial');
-    const from = epochOf(cert.validFrom);
-    const to = epochOf(cert.validTo);
-    if (from !== issued.notBefore || to !== issued.notAfter || to > this.#notAfter || from >= to) {
-      throw fail('validity');
-    }
-    // The request's key bytes, verbatim, and the same key as OpenSSL reads it back from the certificate.
-    const key = cert.publicKey;
-    if (!issued.der.includes(subject.spki) || (expectedKey !== undefined && !key.equals(expectedKey))) {
-      throw fail('public key');
-    }
-    try {
-      // On the key parseCsr loaded when there is one: the same key (just checked), with its details cached.
-      checkSubjectKey(expectedKey ?? key, subject);
-      checkNotFactorable(subject);
-    } catch (e) {
-      // The caller passed a key that parseCsr would have refused: a programming error, not a minting one.
-      throw new TypeError('spki is not an accepted key', { cause: e });
-    }
-    if (!sanOk(cert)) throw fail('subject alternative name');
-    const usages = cert.keyUsage ?? [];
-    if (usages.length !== eku.length || !eku.every((u) => usages.includes(u)))
-      throw fail('extended key usage');
+    const read = readBack(issued.der, {
+      issuer: this.#ca.x509,
+      issuerKey: this.#publicKey,
+      serialHex: issued.serialHex,
+      notBefore: issued.notBefore,
+      notAfter: issued.notAfter,
+      caNotAfter: this.#notAfter,
+      key: expectedKey,
+      eku,
+      sanOk,
+    });
+    if (read.failed !== null) throw readBackError(read.failed, read.cause);
+    checkOwnBytes(issued, subject, expectedKey ?? read.cert.publicKey);
+  }
+}
+
+/**
+ * The mint check's part that OpenSSL's reading does not answer: the leaf's constraints and key as its own bytes
+ * say, and the key policy on `key`, which is the certificate's key (readBack compared them).
+ */
+function checkOwnBytes(issued: IssuedCertificate, subject: SubjectPublicKey, key: KeyObject): void {
+  // cert.ca (readBack) is X509_check_ca, which reads CA:TRUE without keyCertSign as no CA; Go's verifier
+  // ignores key usage.
+  if (!leafConstraintsOk(issued.der)) throw mintCheck('certificate failed its check: ca flag');
+  // The request's key bytes, verbatim.
+  if (!issued.der.includes(subject.spki)) throw mintCheck('certificate failed its check: public key');
+  try {
+    checkSubjectKey(key, subject);
+    checkNotFactorable(subject);
+  } catch (e) {
+    // The caller passed a key that parseCsr would have refused: a programming error, not a minting one.
+    throw new TypeError('spki is not an accepted key', { cause: e });
+  }
+}
+
+/** A SubjectPublicKeyInfo as OpenSSL reads it from its bytes; for a caller that did not give the CSR's key. */
+function loadSpki(spki: Buffer): KeyObject {
+  try {
+    return createPublicKey({ key: spki, format: 'der', type: 'spki' });
+  } catch (e) {
+    throw new TypeError('spki is not an accepted key', { cause: e });
   }
 }
 
@@ -692,38 +703,6 @@ export function leafConstraintsOk(der: Buffer): boolean {
   } catch {
     return false;
   }
-}
-
-/** One DER element at `at`: where its content starts and where it ends; null when it does not fit `der`. */
-function element(der: Buffer, at: number): { content: number; end: number } | null {
-  if (at + 2 > der.length) return null;
-  const first = der[at + 1]!;
-  let length = first;
-  let content = at + 2;
-  if (first >= 0x80) {
-    const count = first & 0x7f;
-    if (count === 0 || count > 3 || content + count > der.length) return null;
-    length = 0;
-    for (let i = 0; i < count; i++) length = length * 256 + der[content + i]!;
-    content += count;
-  }
-  const end = content + length;
-  return end > der.length ? null : { content, end };
-}
-
-/**
- * The signed TBSCertificate bytes and the signature value, cut from a certificate's own DER (SEQUENCE of TBS,
- * algorithm, BIT STRING); null when it is not shaped so.
- */
-function signedParts(der: Buffer): { tbs: Buffer; signature: Buffer } | null {
-  const outer = element(der, 0);
-  if (der[0] !== 0x30 || outer === null || outer.end !== der.length) return null;
-  const tbs = element(der, outer.content);
-  const algorithm = tbs && element(der, tbs.end);
-  const bits = algorithm && element(der, algorithm.end);
-  if (!tbs || !algorithm || !bits || bits.end !== outer.end) return null;
-  if (der[algorithm.end] !== 0x03 || bits.content >= bits.end || der[bits.content] !== 0) return null;
-  return { tbs: der.subarray(outer.content, tbs.end), signature: der.subarray(bits.content + 1, bits.end) };
 }
 
 function subjectKeyOf(spki: Buffer): { key: SubjectPublicKey } {
