@@ -1,20 +1,13 @@
 // Runs the AdminAccounts contract against the Redis adapter, plus its data layout and failure behaviour.
 import type { Redis } from 'ioredis';
-import { afterEach, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { adminKeys, RedisAdminAccounts } from '../../src/admin/redis.accounts.ts';
 import { WritError } from '../../src/errors.ts';
 import { FakeClock } from '../helpers/clock.ts';
-import { deleteKeys, testRedis, uniquePrefix } from '../helpers/redis.ts';
+import { closedAfterEach, testRedis, uniquePrefix } from '../helpers/redis.ts';
 import { adminAccountsContract, codeAt, secretOf } from './admin-accounts.contract.ts';
 
-const opened: { redis: Redis; prefix: string }[] = [];
-
-afterEach(async () => {
-  for (const { redis, prefix } of opened.splice(0)) {
-    if (redis.status === 'ready') await deleteKeys(redis, prefix);
-    redis.disconnect();
-  }
-});
+const opened = closedAfterEach();
 
 async function open(name: string) {
   const redis = await testRedis();

@@ -3,7 +3,7 @@
 // records, mixes in fields of the first format, and the trail mixes both formats (records written before the
 // upgrade, and by a replica that has not been upgraded yet). Real Redis.
 import type { Redis } from 'ioredis';
-import { afterEach, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import {
   type AuditEvent,
   type AuditHead,
@@ -15,16 +15,9 @@ import {
 } from '../../src/audit/audit-log.ts';
 import { auditEntryFields, auditKeys, decodeAuditEntry, RedisAuditLog } from '../../src/audit/redis.audit.ts';
 import { FakeClock } from '../helpers/clock.ts';
-import { deleteKeys, testRedis, uniquePrefix } from '../helpers/redis.ts';
+import { closedAfterEach, testRedis, uniquePrefix } from '../helpers/redis.ts';
 
-const opened: { redis: Redis; prefix: string }[] = [];
-
-afterEach(async () => {
-  for (const { redis, prefix } of opened.splice(0)) {
-    if (redis.status === 'ready') await deleteKeys(redis, prefix);
-    redis.disconnect();
-  }
-});
+const opened = closedAfterEach();
 
 async function open(name: string) {
   const redis = await testRedis();

@@ -7,7 +7,7 @@ import { readFile } from 'node:fs/promises';
 import { resolve } from 'node:path';
 import { promisify } from 'node:util';
 import type { Redis } from 'ioredis';
-import { afterEach, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import {
   type AuditEvent,
   type AuditRecord,
@@ -17,18 +17,11 @@ import {
 } from '../../src/audit/audit-log.ts';
 import { auditEntryFields, auditKeys, decodeAuditEntry, RedisAuditLog } from '../../src/audit/redis.audit.ts';
 import { FakeClock } from '../helpers/clock.ts';
-import { deleteKeys, testRedis, testRedisUrl, uniquePrefix } from '../helpers/redis.ts';
+import { closedAfterEach, testRedis, testRedisUrl, uniquePrefix } from '../helpers/redis.ts';
 
 const ROOT = resolve(import.meta.dirname, '../..');
 const run = promisify(execFile);
-const opened: { redis: Redis; prefix: string }[] = [];
-
-afterEach(async () => {
-  for (const { redis, prefix } of opened.splice(0)) {
-    if (redis.status === 'ready') await deleteKeys(redis, prefix);
-    redis.disconnect();
-  }
-});
+const opened = closedAfterEach();
 
 async function open(name: string) {
   const redis = await testRedis();

@@ -1,21 +1,14 @@
 // Runs the AuditLog contract against the Redis adapter, plus its data layout, trimming and failure behaviour.
 import type { Redis } from 'ioredis';
-import { afterEach, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import type { AuditRecord } from '../../src/audit/audit-log.ts';
 import { auditEntryFields, auditKeys, decodeAuditEntry, RedisAuditLog } from '../../src/audit/redis.audit.ts';
 import { WritError } from '../../src/errors.ts';
 import { FakeClock } from '../helpers/clock.ts';
-import { deleteKeys, testRedis, uniquePrefix } from '../helpers/redis.ts';
+import { closedAfterEach, testRedis, uniquePrefix } from '../helpers/redis.ts';
 import { auditLogContract } from './audit-log.contract.ts';
 
-const opened: { redis: Redis; prefix: string }[] = [];
-
-afterEach(async () => {
-  for (const { redis, prefix } of opened.splice(0)) {
-    if (redis.status === 'ready') await deleteKeys(redis, prefix);
-    redis.disconnect();
-  }
-});
+const opened = closedAfterEach();
 
 async function open(name: string) {
   const redis = await testRedis();

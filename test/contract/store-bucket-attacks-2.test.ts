@@ -4,7 +4,7 @@
 // second issuance, members of odd bytes, the due directory's lower bound under random splits, renames and removals,
 // and the buckets' compact encoding for the task ids platforms make. Real Redis.
 import { Redis } from 'ioredis';
-import { afterEach, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { configSchema } from '../../src/config/schema.ts';
 import { endOverdue } from '../../src/lifecycle/jobs.ts';
 import { Lifecycle } from '../../src/lifecycle/lifecycle.service.ts';
@@ -15,18 +15,11 @@ import { compareKeys, credentialKey } from '../../src/store/shared.ts';
 import { credentialStatus } from '../../src/store/status.ts';
 import { indexMembers } from '../helpers/bucket-index.ts';
 import { FakeClock } from '../helpers/clock.ts';
-import { deleteKeys, testRedis, uniquePrefix } from '../helpers/redis.ts';
+import { closedAfterEach, testRedis, uniquePrefix } from '../helpers/redis.ts';
 import { startRedisServer } from '../helpers/redis-server.ts';
 import { credential, OWNER, RETENTION, taskInit } from '../helpers/store-fixtures.ts';
 
-const opened: { redis: Redis; prefix: string }[] = [];
-
-afterEach(async () => {
-  const used = opened.splice(0);
-  const first = used[0];
-  if (first !== undefined && first.redis.status === 'ready') await deleteKeys(first.redis, first.prefix);
-  for (const { redis } of used) redis.disconnect();
-});
+const opened = closedAfterEach();
 
 const config = configSchema.parse({ lifecycle: { sweepIntervalMs: 3_600_000 } });
 const logger = createLogger('silent');

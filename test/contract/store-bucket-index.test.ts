@@ -3,22 +3,15 @@
 // renames and emptied buckets, listings page newest first over every member exactly once, the buckets stay small
 // (listpack-encoded) and well ordered, and the deadlines job reaches every overdue active task. Real Redis.
 import type { Redis } from 'ioredis';
-import { afterEach, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { RedisStore, redisKeys } from '../../src/store/redis/redis.store.ts';
 import { compareKeys, credentialKey, taskKey } from '../../src/store/shared.ts';
 import type { CredentialRecord, TaskInit } from '../../src/store/types.ts';
 import { indexMembers } from '../helpers/bucket-index.ts';
 import { FakeClock } from '../helpers/clock.ts';
-import { deleteKeys, testRedis, uniquePrefix } from '../helpers/redis.ts';
+import { closedAfterEach, testRedis, uniquePrefix } from '../helpers/redis.ts';
 
-const opened: { redis: Redis; prefix: string }[] = [];
-
-afterEach(async () => {
-  const used = opened.splice(0);
-  const first = used[0];
-  if (first !== undefined && first.redis.status === 'ready') await deleteKeys(first.redis, first.prefix);
-  for (const { redis } of used) redis.disconnect();
-});
+const opened = closedAfterEach();
 
 const OWNER = 'spiffe://example.org/ci/github/acme/app/build';
 const RETENTION = 600;

@@ -4,24 +4,16 @@
 // wrote (the record in its own hash, k and x in the task hash: the fixture is that commit's script) still works.
 // Real Redis.
 import { readFileSync } from 'node:fs';
-import type { Redis } from 'ioredis';
-import { afterEach, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { RedisStore, redisKeys } from '../../src/store/redis/redis.store.ts';
 import { credentialKey, taskKey } from '../../src/store/shared.ts';
 import type { CredentialRecord, TaskInit } from '../../src/store/types.ts';
 import { listingSize } from '../helpers/bucket-index.ts';
 import { FakeClock } from '../helpers/clock.ts';
-import { deleteKeys, testRedis, uniquePrefix } from '../helpers/redis.ts';
+import { closedAfterEach, testRedis, uniquePrefix } from '../helpers/redis.ts';
 import { credential, fanOutAll, liveFor, RETENTION, taskInit } from '../helpers/store-fixtures.ts';
 
-const opened: { redis: Redis; prefix: string }[] = [];
-
-afterEach(async () => {
-  for (const { redis, prefix } of opened.splice(0)) {
-    if (redis.status === 'ready') await deleteKeys(redis, prefix);
-    redis.disconnect();
-  }
-});
+const opened = closedAfterEach();
 
 const HEAD_RECORD_ISSUANCE = readFileSync(
   new URL('./fixtures/record-issuance-7.head.lua', import.meta.url),

@@ -5,23 +5,16 @@
 // must never read a revoked, ended or expired credential as active, and listings must neither loop nor skip.
 // Real Redis, several connections for real concurrency.
 import type { Redis } from 'ioredis';
-import { afterEach, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { RedisStore, redisKeys } from '../../src/store/redis/redis.store.ts';
 import { credentialKey } from '../../src/store/shared.ts';
 import type { CredentialRecord } from '../../src/store/types.ts';
 import { listingSize } from '../helpers/bucket-index.ts';
 import { FakeClock } from '../helpers/clock.ts';
-import { deleteKeys, testRedis, uniquePrefix } from '../helpers/redis.ts';
+import { closedAfterEach, testRedis, uniquePrefix } from '../helpers/redis.ts';
 import { credential, fanOutAll, liveFor, OWNER, RETENTION, taskInit } from '../helpers/store-fixtures.ts';
 
-const opened: { redis: Redis; prefix: string }[] = [];
-
-afterEach(async () => {
-  const used = opened.splice(0);
-  const first = used[0];
-  if (first !== undefined && first.redis.status === 'ready') await deleteKeys(first.redis, first.prefix);
-  for (const { redis } of used) redis.disconnect();
-});
+const opened = closedAfterEach();
 
 /** `n` stores over the same keys, each on a connection of its own (scripts then really interleave). */
 async function openStores(fake: FakeClock, name: string, n = 1) {

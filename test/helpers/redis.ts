@@ -1,7 +1,7 @@
 // Redis for tests: the URL the global setup published, per-test key prefixes, and cleanup by prefix.
 import { randomBytes } from 'node:crypto';
 import { Redis } from 'ioredis';
-import { inject } from 'vitest';
+import { afterEach, inject } from 'vitest';
 
 declare module 'vitest' {
   export interface ProvidedContext {
@@ -36,4 +36,23 @@ export async function deleteKeys(redis: Redis, prefix: string): Promise<void> {
     if (keys.length > 0) await redis.unlink(...keys);
     cursor = next;
   } while (cursor !== '0');
+}
+
+/**
+ * The connections a test file opens, each with the key prefix it writes under: after each test, every prefix's
+ * keys are deleted (through a connection still up) and every connection is closed. Call once, at module level.
+ */
+export function closedAfterEach(): { redis: Redis; prefix: string }[] {
+  const opened: { redis: Redis; prefix: string }[] = [];
+  afterEach(async () => {
+    const used = opened.splice(0);
+    const cleaned = new Set<string>();
+    for (const { redis, prefix } of used) {
+      if (cleaned.has(prefix) || redis.status !== 'ready') continue;
+      await deleteKeys(redis, prefix);
+      cleaned.add(prefix);
+    }
+    for (const { redis } of used) redis.disconnect();
+  });
+  return opened;
 }
